@@ -1,0 +1,223 @@
+//! The HTTP front door. Handlers translate wire formats and call the `Gateway`; no routing or
+//! provider logic lives here.
+
+mod chat;
+mod error;
+
+pub use error::ApiError;
+
+use crate::pipeline::Gateway;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let max_body = gateway.config().config.gateway.server.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(request_id))
+        .with_state(gateway)
+}
+
+/// Gives every response an `x-request-id` (the caller's, if it sent a sane one) and logs it.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, path = %request.uri().path());
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+#[derive(Clone)]
+struct RequestId(String);
+
+async fn chat_completions(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        ApiError {
+            status,
+            kind: "invalid_request_error",
+            code: (status == StatusCode::PAYLOAD_TOO_LARGE).then(|| "request_too_large".into()),
+            param: None,
+            message: if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "the request body is larger than this gateway accepts ({} bytes); \
+                     send a shorter prompt",
+                    gateway.config().config.gateway.server.max_body_bytes
+                )
+            } else {
+                format!("cannot read the request body: {rejection}")
+            },
+            retry_after_secs: None,
+        }
+    })?;
+    let request: chat::ChatCompletionRequest = parse_json(&body)?;
+    let input = request.into_input(None)?;
+    let completion = gateway.complete(input).await?;
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let body = chat::response_json(&completion, &format!("chatcmpl-{request_id}"), created);
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    set_header(headers, "x-gateway-model", &completion.model);
+    set_header(headers, "x-gateway-provider", &completion.provider);
+    set_header(headers, "x-gateway-policy", &completion.route.policy);
+    set_header(headers, "x-gateway-route-reason", &completion.route.reason);
+    set_header(headers, "x-gateway-task", completion.route.task.as_str());
+    set_header(
+        headers,
+        "x-gateway-task-confidence",
+        &format!("{:.2}", completion.route.task_confidence),
+    );
+    set_header(
+        headers,
+        "x-gateway-candidates",
+        &completion
+            .route
+            .scores
+            .iter()
+            .take(5)
+            .map(|(id, score)| format!("{id}={score:.4}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    set_header(headers, "x-gateway-attempts", &completion.attempts.to_string());
+    set_header(headers, "x-gateway-cost-usd", &format!("{:.8}", completion.cost_usd));
+    set_header(
+        headers,
+        "x-gateway-latency-ms",
+        &completion.latency.as_millis().to_string(),
+    );
+    Ok(response)
+}
+
+/// Parses JSON and names the field that is wrong, e.g. `messages[0].role: invalid type`.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "the request body is empty; send a JSON object",
+            None,
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("the request body is not valid JSON: {inner}"), None)
+        } else if path == "." {
+            ApiError::bad_request(format!("invalid request: {inner}"), None)
+        } else {
+            ApiError::bad_request(format!("{path}: {inner}"), Some(&path))
+        }
+    })
+}
+
+/// Header values must be visible ASCII; anything else is replaced rather than dropped.
+fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    let clean: String = value
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .take(512)
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&clean) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
+
+async fn models(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let state = gateway.config();
+    let data: Vec<_> = state
+        .config
+        .models
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": m.provider,
+            })
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
+    let components = gateway.registry().snapshot();
+    let mut providers: Vec<&String> = components.providers.keys().collect();
+    providers.sort();
+    let mut policies: Vec<&String> = components.policies.keys().collect();
+    policies.sort();
+    let errors: Vec<String> = gateway
+        .registry()
+        .errors()
+        .into_iter()
+        .map(|(path, why)| format!("{}: {why}", path.display()))
+        .collect();
+    let ready = gateway.is_ready();
+    let body = json!({
+        "ready": ready,
+        "providers": providers,
+        "policies": policies,
+        "load_errors": errors,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        gateway.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {} {}; see GET /v1/models, POST /v1/chat/completions",
+        request.method(),
+        request.uri().path()
+    ))
+}

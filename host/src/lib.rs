@@ -1,0 +1,14 @@
+//! The AI gateway host: HTTP front door, routing, the WebAssembly plugin runtime, and the
+//! upstream I/O that plugins are not allowed to do themselves.
+
+pub mod api;
+pub mod config;
+pub mod fsutil;
+pub mod metrics;
+pub mod pipeline;
+pub mod plugins;
+pub mod pricing;
+pub mod providers;
+pub mod reload;
+pub mod routing;
+pub mod tokens;

@@ -1,0 +1,156 @@
+//! Prometheus metrics, served as text on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub provider: String,
+    pub model: String,
+    /// `ok` or an error class.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub provider: String,
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub provider: String,
+    pub model: String,
+    /// `input`, `cached_input` or `output`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `provider`, `policy` or `config`.
+    pub kind: String,
+    /// `loaded`, `removed` or `failed`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    pub plugin: String,
+    /// `trap`, `deadline`, `memory` or `instantiation`.
+    pub fault: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by final model and outcome.
+    pub requests: Family<RequestLabels, Counter>,
+    /// End-to-end latency of answered requests, in seconds.
+    pub request_duration: HistogramFamily<ModelLabels>,
+    /// Upstream attempts that failed, by error class.
+    pub upstream_errors: Family<RequestLabels, Counter>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub reloads: Family<ReloadLabels, Counter>,
+    pub plugin_faults: Family<FaultLabels, Counter>,
+    /// Times a policy's answer was unusable and another ranking was used.
+    pub policy_fallbacks: Family<PolicyLabels, Counter>,
+    pub components_loaded: Family<KindLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to ~65 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("aigw");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Requests answered", requests.clone());
+        let request_duration: HistogramFamily<ModelLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "End-to-end latency of answered requests",
+            request_duration.clone(),
+        );
+        let upstream_errors = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed upstream attempts by error class",
+            upstream_errors.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register("tokens", "Tokens reported by providers", tokens.clone());
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Hot reloads of components and config, by result",
+            reloads.clone(),
+        );
+        let plugin_faults = Family::<FaultLabels, Counter>::default();
+        registry.register(
+            "plugin_faults",
+            "Plugin calls that trapped, timed out or ran out of memory",
+            plugin_faults.clone(),
+        );
+        let policy_fallbacks = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "policy_fallbacks",
+            "Rankings replaced because the policy's answer was unusable",
+            policy_fallbacks.clone(),
+        );
+        let components_loaded = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "components_loaded",
+            "Components currently loaded, by kind",
+            components_loaded.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_errors,
+            tokens,
+            reloads,
+            plugin_faults,
+            policy_fallbacks,
+            components_loaded,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn record_reload(&self, kind: &str, result: &str) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                kind: kind.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!("cannot encode metrics: {e}");
+        }
+        text
+    }
+}

@@ -1,0 +1,580 @@
+//! The gateway service: one object that both front doors (HTTP and MCP) call, holding the
+//! request path: route → adapter builds the request → host sends it → adapter parses the
+//! answer → failover on retryable errors → metrics.
+
+use crate::config::{Config, ModelConfig, TaskClass};
+use crate::metrics::{FaultLabels, KindLabels, Metrics, ModelLabels, PolicyLabels, RequestLabels, TokenLabels};
+use crate::plugins::bindings::adapter::ProviderContext;
+use crate::plugins::bindings::types::{
+    CompletionRequest, CompletionResponse, ContentPart, ErrorClass, ProviderError, ResponseFormat,
+    Role,
+};
+use crate::plugins::{CallLimits, ComponentKind, ComponentSet, PluginFault, Registry, ReloadOutcome};
+use crate::providers::{Credentials, Endpoint, TransportError, UpstreamClient};
+use crate::routing::stats::ModelStats;
+use crate::routing::{RequestFeatures, Requirements, RouteError, Router, classify};
+use arc_swap::ArcSwap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The output-token limit requested from providers that require one when the caller set none.
+const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 8192;
+
+/// Config and the credentials resolved for it, swapped together on reload.
+pub struct ConfigState {
+    pub config: Config,
+    pub credentials: Credentials,
+}
+
+/// A completion request as the front doors hand it in.
+#[derive(Debug, Clone)]
+pub struct CompletionInput {
+    /// A catalog model id, or `auto`.
+    pub model: String,
+    /// The unified request; its `model` field is filled per attempt.
+    pub request: CompletionRequest,
+    /// A policy component to rank with instead of the default.
+    pub policy: Option<String>,
+    pub requirements: Requirements,
+    /// The caller's key id (never the key), for per-tenant routing.
+    pub api_key_id: Option<String>,
+}
+
+/// How the route was chosen, for explainability headers and fields.
+#[derive(Debug, Clone)]
+pub struct RouteSummary {
+    pub policy: String,
+    pub reason: String,
+    pub scores: Vec<(String, f64)>,
+    pub task: TaskClass,
+    pub task_confidence: f32,
+}
+
+/// A successful completion.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub response: CompletionResponse,
+    /// The catalog id of the model that answered.
+    pub model: String,
+    pub provider: String,
+    pub route: RouteSummary,
+    /// Upstream attempts made, including the successful one.
+    pub attempts: u32,
+    pub cost_usd: f64,
+    pub latency: Duration,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error("{provider} ({model}): {message}")]
+    Upstream {
+        class: ErrorClass,
+        message: String,
+        status: Option<u16>,
+        retry_after_ms: Option<u64>,
+        provider: String,
+        model: String,
+    },
+    #[error("{provider} ({model}): {fault}")]
+    Plugin {
+        fault: PluginFault,
+        provider: String,
+        model: String,
+    },
+}
+
+impl GatewayError {
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        GatewayError::InvalidRequest {
+            message: message.into(),
+            param: param.map(str::to_string),
+        }
+    }
+
+    /// Whether the next candidate may be tried after this error.
+    fn retryable(&self) -> bool {
+        match self {
+            GatewayError::Upstream { class, .. } => !matches!(
+                class,
+                ErrorClass::Auth | ErrorClass::BadRequest | ErrorClass::ContentFiltered
+            ),
+            GatewayError::Plugin { .. } => true,
+            GatewayError::InvalidRequest { .. } | GatewayError::Route(_) => false,
+        }
+    }
+
+    /// A short label for metrics and logs.
+    pub fn class_label(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidRequest { .. } => "invalid_request",
+            GatewayError::Route(_) => "no_route",
+            GatewayError::Plugin { .. } => "plugin_fault",
+            GatewayError::Upstream { class, .. } => error_class_label(*class),
+        }
+    }
+}
+
+pub fn error_class_label(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::RateLimited => "rate_limited",
+        ErrorClass::Auth => "auth",
+        ErrorClass::BadRequest => "bad_request",
+        ErrorClass::ContextTooLong => "context_too_long",
+        ErrorClass::ContentFiltered => "content_filtered",
+        ErrorClass::NotFound => "not_found",
+        ErrorClass::Overloaded => "overloaded",
+        ErrorClass::Server => "server",
+        ErrorClass::Timeout => "timeout",
+        ErrorClass::InvalidResponse => "invalid_response",
+    }
+}
+
+pub struct Gateway {
+    state: ArcSwap<ConfigState>,
+    registry: Arc<Registry>,
+    upstream: UpstreamClient,
+    stats: ModelStats,
+    pub metrics: Metrics,
+    loaded: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Gateway {
+    pub fn new(config: Config, registry: Arc<Registry>) -> anyhow::Result<Self> {
+        let upstream = UpstreamClient::new(&config.gateway.upstream)?;
+        let credentials = Credentials::from_env(&config);
+        Ok(Gateway {
+            state: ArcSwap::from_pointee(ConfigState {
+                config,
+                credentials,
+            }),
+            registry,
+            upstream,
+            stats: ModelStats::default(),
+            metrics: Metrics::default(),
+            loaded: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    pub fn config(&self) -> Arc<ConfigState> {
+        self.state.load_full()
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn call_limits(config: &Config) -> CallLimits {
+        let plugins = &config.gateway.plugins;
+        CallLimits {
+            timeout: Duration::from_millis(plugins.call_timeout_ms),
+            memory_bytes: usize::try_from(plugins.memory_limit_mib)
+                .unwrap_or(usize::MAX / (1024 * 1024))
+                .saturating_mul(1024 * 1024),
+        }
+    }
+
+    /// Loads every component in the configured directories. Called once at start-up.
+    pub fn load_components(&self) {
+        let state = self.config();
+        let limits = Self::call_limits(&state.config);
+        for (dir, kind) in [
+            (state.config.provider_dir(), ComponentKind::Provider),
+            (state.config.policy_dir(), ComponentKind::Policy),
+        ] {
+            for outcome in self.registry.load_dir(&dir, kind, limits) {
+                self.report_reload(kind, &dir.join("?"), &outcome);
+            }
+        }
+        self.update_component_gauges();
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Re-reads one component file after a change on disk.
+    pub fn reload_component(&self, path: &Path, kind: ComponentKind) {
+        let limits = Self::call_limits(&self.config().config);
+        let outcome = self.registry.reload(path, kind, limits);
+        self.report_reload(kind, path, &outcome);
+        self.update_component_gauges();
+    }
+
+    fn report_reload(&self, kind: ComponentKind, path: &Path, outcome: &ReloadOutcome) {
+        let kind_label = kind.to_string();
+        match outcome {
+            ReloadOutcome::Loaded { name, sha256 } => {
+                tracing::info!(kind = %kind, component = name, sha256 = &sha256[..12], "component loaded");
+                self.metrics.record_reload(&kind_label, "loaded");
+            }
+            ReloadOutcome::Removed { name } => {
+                tracing::info!(kind = %kind, component = name, "component file removed; unloaded");
+                self.metrics.record_reload(&kind_label, "removed");
+            }
+            ReloadOutcome::Failed { name, reason } => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                tracing::error!(
+                    kind = %kind,
+                    component = name,
+                    dir = %dir.display(),
+                    "component {name}.wasm was not loaded ({reason}); the previous version, if any, keeps serving"
+                );
+                self.metrics.record_reload(&kind_label, "failed");
+            }
+            ReloadOutcome::Unchanged { .. } | ReloadOutcome::Ignored => {}
+        }
+    }
+
+    fn update_component_gauges(&self) {
+        let set = self.registry.snapshot();
+        for (kind, count) in [("provider", set.providers.len()), ("policy", set.policies.len())] {
+            self.metrics
+                .components_loaded
+                .get_or_create(&KindLabels { kind: kind.into() })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Re-reads the config directory. A broken config keeps the old one and says why.
+    pub fn reload_config(&self) -> Result<(), crate::config::ConfigError> {
+        let current = self.config();
+        match Config::load(&current.config.dir) {
+            Ok(config) => {
+                let old = &current.config.gateway.plugins;
+                let new = &config.gateway.plugins;
+                if old.provider_dir != new.provider_dir || old.policy_dir != new.policy_dir {
+                    tracing::warn!("plugin directories changed in the config; restart to watch the new ones");
+                }
+                let credentials = Credentials::from_env(&config);
+                tracing::info!(
+                    dir = %config.dir.display(),
+                    providers = config.providers.len(),
+                    models = config.models.len(),
+                    "configuration reloaded"
+                );
+                self.state.store(Arc::new(ConfigState {
+                    config,
+                    credentials,
+                }));
+                self.metrics.record_reload("config", "loaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("configuration not reloaded, the previous one stays in force: {e}");
+                self.metrics.record_reload("config", "failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Ready once the components have loaded, until draining starts.
+    pub fn is_ready(&self) -> bool {
+        self.loaded.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Routes and runs one completion, failing over along the ranked chain.
+    pub async fn complete(&self, input: CompletionInput) -> Result<Completion, GatewayError> {
+        let started = Instant::now();
+        let state = self.config();
+        let components = self.registry.snapshot();
+        let config = &state.config;
+        let limits = Self::call_limits(config);
+        let features = features_of(&input);
+        let route = Router {
+            config,
+            credentials: &state.credentials,
+            components: &components,
+            stats: &self.stats,
+            runtime: self.registry.runtime(),
+            limits,
+        }
+        .route(&features, input.policy.as_deref())?;
+        if let Some(why) = &route.policy_fallback {
+            tracing::warn!(policy = route.policy, "policy answer unusable, fell back: {why}");
+            self.metrics
+                .policy_fallbacks
+                .get_or_create(&PolicyLabels {
+                    policy: input
+                        .policy
+                        .clone()
+                        .unwrap_or_else(|| config.gateway.routing.default_policy.clone()),
+                })
+                .inc();
+        }
+        let summary = RouteSummary {
+            policy: route.policy.clone(),
+            reason: route.reason.clone(),
+            scores: route.scores.clone(),
+            task: features.task,
+            task_confidence: features.task_confidence,
+        };
+
+        let max_attempts = usize::try_from(config.gateway.routing.max_attempts).unwrap_or(1);
+        let mut last_error = None;
+        for (attempt, model) in route.chain.iter().take(max_attempts).enumerate() {
+            let attempt_started = Instant::now();
+            let health = self.stats.get(&model.id);
+            match self
+                .attempt(&state, &components, model, &input.request, limits)
+                .await
+            {
+                Ok(response) => {
+                    let latency = started.elapsed();
+                    health.record_success(attempt_started.elapsed().as_secs_f64() * 1000.0, None);
+                    let cost_usd = response
+                        .usage
+                        .as_ref()
+                        .map(|u| crate::pricing::cost_usd(model, u))
+                        .unwrap_or(0.0);
+                    self.record_success(model, &response, latency);
+                    return Ok(Completion {
+                        response,
+                        model: model.id.clone(),
+                        provider: model.provider.clone(),
+                        route: summary,
+                        attempts: u32::try_from(attempt + 1).unwrap_or(u32::MAX),
+                        cost_usd,
+                        latency,
+                    });
+                }
+                Err(error) => {
+                    health.record_failure();
+                    self.metrics
+                        .upstream_errors
+                        .get_or_create(&RequestLabels {
+                            provider: model.provider.clone(),
+                            model: model.id.clone(),
+                            outcome: error.class_label().into(),
+                        })
+                        .inc();
+                    if let GatewayError::Plugin { fault, .. } = &error {
+                        tracing::error!(model = model.id, "{error}");
+                        self.metrics
+                            .plugin_faults
+                            .get_or_create(&FaultLabels {
+                                plugin: plugin_name(fault),
+                                fault: fault.kind().into(),
+                            })
+                            .inc();
+                    } else {
+                        tracing::warn!(model = model.id, attempt = attempt + 1, "attempt failed: {error}");
+                    }
+                    let retryable = error.retryable();
+                    last_error = Some(error);
+                    if !retryable {
+                        break;
+                    }
+                }
+            }
+        }
+        let error = last_error.unwrap_or_else(|| {
+            GatewayError::Route(RouteError::NoCandidate {
+                reasons: vec!["the route was empty".into()],
+            })
+        });
+        if let Some(model) = route.chain.first() {
+            self.metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    provider: model.provider.clone(),
+                    model: model.id.clone(),
+                    outcome: error.class_label().into(),
+                })
+                .inc();
+        }
+        Err(error)
+    }
+
+    async fn attempt(
+        &self,
+        state: &ConfigState,
+        components: &ComponentSet,
+        model: &ModelConfig,
+        request: &CompletionRequest,
+        limits: CallLimits,
+    ) -> Result<CompletionResponse, GatewayError> {
+        let upstream_error = |e: ProviderError| GatewayError::Upstream {
+            class: e.class,
+            message: e.message,
+            status: e.status,
+            retry_after_ms: e.retry_after_ms,
+            provider: model.provider.clone(),
+            model: model.id.clone(),
+        };
+        let plugin_error = |fault: PluginFault| GatewayError::Plugin {
+            fault,
+            provider: model.provider.clone(),
+            model: model.id.clone(),
+        };
+        let provider = state.config.providers.get(&model.provider).ok_or_else(|| {
+            GatewayError::Route(RouteError::NoCandidate {
+                reasons: vec![format!("provider '{}' vanished from the config", model.provider)],
+            })
+        })?;
+        let adapter = components.providers.get(&provider.adapter).ok_or_else(|| {
+            GatewayError::Route(RouteError::NoCandidate {
+                reasons: vec![format!("adapter '{}' is no longer loaded", provider.adapter)],
+            })
+        })?;
+        let Some(info) = adapter.adapter_info() else {
+            return Err(GatewayError::Route(RouteError::NoCandidate {
+                reasons: vec![format!("'{}' is not a provider adapter", provider.adapter)],
+            }));
+        };
+        let runtime = self.registry.runtime();
+        let ctx = ProviderContext {
+            provider_id: model.provider.clone(),
+            settings: provider.settings_for_adapter(),
+            default_max_output_tokens: model.max_output_tokens.min(DEFAULT_MAX_OUTPUT_TOKENS),
+        };
+        let mut request = request.clone();
+        request.model = model.upstream_id().to_string();
+
+        let http_request = adapter
+            .call_adapter(runtime, limits, |guest, store| {
+                guest.call_build_request(store, &ctx, &request)
+            })
+            .map_err(plugin_error)?
+            .map_err(upstream_error)?;
+
+        let base_url = state
+            .credentials
+            .base_url_override(&model.provider)
+            .or(provider.base_url.as_deref())
+            .unwrap_or(&info.default_base_url);
+        let endpoint = Endpoint {
+            base_url,
+            auth: &info.auth,
+            key: state.credentials.key(&model.provider),
+            static_headers: &info.static_headers,
+        };
+        let response = self
+            .upstream
+            .send(&endpoint, http_request)
+            .await
+            .map_err(|e| upstream_error(transport_error(e)))?;
+
+        if (200..300).contains(&response.status) {
+            adapter
+                .call_adapter(runtime, limits, |guest, store| {
+                    guest.call_parse_response(store, &ctx, &response)
+                })
+                .map_err(plugin_error)?
+                .map_err(upstream_error)
+        } else {
+            let error = adapter
+                .call_adapter(runtime, limits, |guest, store| {
+                    guest.call_classify_error(store, &ctx, &response)
+                })
+                .map_err(plugin_error)?;
+            Err(upstream_error(error))
+        }
+    }
+
+    fn record_success(&self, model: &ModelConfig, response: &CompletionResponse, latency: Duration) {
+        let labels = |outcome: &str| RequestLabels {
+            provider: model.provider.clone(),
+            model: model.id.clone(),
+            outcome: outcome.into(),
+        };
+        self.metrics.requests.get_or_create(&labels("ok")).inc();
+        self.metrics
+            .request_duration
+            .get_or_create(&ModelLabels {
+                provider: model.provider.clone(),
+                model: model.id.clone(),
+            })
+            .observe(latency.as_secs_f64());
+        if let Some(usage) = &response.usage {
+            for (kind, count) in [
+                ("input", usage.input_tokens),
+                ("cached_input", usage.cached_input_tokens),
+                ("output", usage.output_tokens),
+            ] {
+                self.metrics
+                    .tokens
+                    .get_or_create(&TokenLabels {
+                        provider: model.provider.clone(),
+                        model: model.id.clone(),
+                        kind: kind.into(),
+                    })
+                    .inc_by(count);
+            }
+        }
+    }
+}
+
+fn plugin_name(fault: &PluginFault) -> String {
+    match fault {
+        PluginFault::Trapped { plugin, .. }
+        | PluginFault::DeadlineExceeded { plugin, .. }
+        | PluginFault::MemoryExhausted { plugin, .. }
+        | PluginFault::Instantiation { plugin, .. } => plugin.clone(),
+    }
+}
+
+fn transport_error(error: TransportError) -> ProviderError {
+    let class = match &error {
+        TransportError::Timeout(_) => ErrorClass::Timeout,
+        TransportError::InvalidRequest(_) => ErrorClass::BadRequest,
+        TransportError::Connect(_) | TransportError::Io(_) => ErrorClass::Server,
+    };
+    ProviderError {
+        class,
+        message: error.to_string(),
+        retry_after_ms: None,
+        status: None,
+    }
+}
+
+/// What routing needs to know about a request.
+fn features_of(input: &CompletionInput) -> RequestFeatures {
+    let request = &input.request;
+    let last_user_text: String = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| {
+            m.content
+                .iter()
+                .filter_map(|p| match p {
+                    ContentPart::Text(t) => Some(t.as_str()),
+                    ContentPart::Image(_) => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    let (task, task_confidence) = classify::classify(&last_user_text);
+    RequestFeatures {
+        task,
+        task_confidence,
+        estimated_input_tokens: crate::tokens::estimate_prompt_tokens(request),
+        max_output_tokens: request.sampling.max_output_tokens,
+        needs_tools: !request.tools.is_empty(),
+        needs_vision: request
+            .messages
+            .iter()
+            .any(|m| m.content.iter().any(|p| matches!(p, ContentPart::Image(_)))),
+        needs_json: matches!(
+            request.response_format,
+            Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema(_))
+        ),
+        requirements: input.requirements.clone(),
+        api_key_id: input.api_key_id.clone(),
+        requested_model: (input.model != "auto").then(|| input.model.clone()),
+    }
+}
