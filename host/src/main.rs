@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "ai-gateway", version, about = "An AI gateway with WebAssembly provider adapters and routing policies")]
+#[command(
+    name = "ai-gateway",
+    version,
+    about = "An AI gateway with WebAssembly provider adapters and routing policies"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "AIGW_LOG_FORMAT", default_value = "text")]
@@ -114,7 +118,10 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
         .parse()
         .context("server.listen")?;
     if let Some(port) = std::env::var("PORT").ok().filter(|p| !p.is_empty()) {
-        addr.set_port(port.parse().with_context(|| format!("PORT '{port}' is not a port number"))?);
+        addr.set_port(
+            port.parse()
+                .with_context(|| format!("PORT '{port}' is not a port number"))?,
+        );
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

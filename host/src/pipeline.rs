@@ -3,13 +3,17 @@
 //! answer → failover on retryable errors → metrics.
 
 use crate::config::{Config, ModelConfig, TaskClass};
-use crate::metrics::{FaultLabels, KindLabels, Metrics, ModelLabels, PolicyLabels, RequestLabels, TokenLabels};
+use crate::metrics::{
+    FaultLabels, KindLabels, Metrics, ModelLabels, PolicyLabels, RequestLabels, TokenLabels,
+};
 use crate::plugins::bindings::adapter::ProviderContext;
 use crate::plugins::bindings::types::{
     CompletionRequest, CompletionResponse, ContentPart, ErrorClass, ProviderError, ResponseFormat,
     Role,
 };
-use crate::plugins::{CallLimits, ComponentKind, ComponentSet, PluginFault, Registry, ReloadOutcome};
+use crate::plugins::{
+    CallLimits, ComponentKind, ComponentSet, PluginFault, Registry, ReloadOutcome,
+};
 use crate::providers::{Credentials, Endpoint, TransportError, UpstreamClient};
 use crate::routing::stats::ModelStats;
 use crate::routing::{RequestFeatures, Requirements, RouteError, Router, classify};
@@ -193,7 +197,7 @@ impl Gateway {
             (state.config.policy_dir(), ComponentKind::Policy),
         ] {
             for outcome in self.registry.load_dir(&dir, kind, limits) {
-                self.report_reload(kind, &dir.join("?"), &outcome);
+                self.report_load(kind, &dir, &outcome, false);
             }
         }
         self.update_component_gauges();
@@ -204,30 +208,43 @@ impl Gateway {
     pub fn reload_component(&self, path: &Path, kind: ComponentKind) {
         let limits = Self::call_limits(&self.config().config);
         let outcome = self.registry.reload(path, kind, limits);
-        self.report_reload(kind, path, &outcome);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        self.report_load(kind, dir, &outcome, true);
         self.update_component_gauges();
     }
 
-    fn report_reload(&self, kind: ComponentKind, path: &Path, outcome: &ReloadOutcome) {
+    /// Logs a load; `is_reload` also counts it in the reload metrics (start-up loads are not
+    /// reloads).
+    fn report_load(
+        &self,
+        kind: ComponentKind,
+        dir: &Path,
+        outcome: &ReloadOutcome,
+        is_reload: bool,
+    ) {
         let kind_label = kind.to_string();
+        let count = |result: &str| {
+            if is_reload {
+                self.metrics.record_reload(&kind_label, result);
+            }
+        };
         match outcome {
             ReloadOutcome::Loaded { name, sha256 } => {
                 tracing::info!(kind = %kind, component = name, sha256 = &sha256[..12], "component loaded");
-                self.metrics.record_reload(&kind_label, "loaded");
+                count("loaded");
             }
             ReloadOutcome::Removed { name } => {
                 tracing::info!(kind = %kind, component = name, "component file removed; unloaded");
-                self.metrics.record_reload(&kind_label, "removed");
+                count("removed");
             }
             ReloadOutcome::Failed { name, reason } => {
-                let dir = path.parent().unwrap_or(Path::new("."));
                 tracing::error!(
                     kind = %kind,
                     component = name,
                     dir = %dir.display(),
                     "component {name}.wasm was not loaded ({reason}); the previous version, if any, keeps serving"
                 );
-                self.metrics.record_reload(&kind_label, "failed");
+                count("failed");
             }
             ReloadOutcome::Unchanged { .. } | ReloadOutcome::Ignored => {}
         }
@@ -235,7 +252,10 @@ impl Gateway {
 
     fn update_component_gauges(&self) {
         let set = self.registry.snapshot();
-        for (kind, count) in [("provider", set.providers.len()), ("policy", set.policies.len())] {
+        for (kind, count) in [
+            ("provider", set.providers.len()),
+            ("policy", set.policies.len()),
+        ] {
             self.metrics
                 .components_loaded
                 .get_or_create(&KindLabels { kind: kind.into() })
@@ -251,7 +271,9 @@ impl Gateway {
                 let old = &current.config.gateway.plugins;
                 let new = &config.gateway.plugins;
                 if old.provider_dir != new.provider_dir || old.policy_dir != new.policy_dir {
-                    tracing::warn!("plugin directories changed in the config; restart to watch the new ones");
+                    tracing::warn!(
+                        "plugin directories changed in the config; restart to watch the new ones"
+                    );
                 }
                 let credentials = Credentials::from_env(&config);
                 tracing::info!(
@@ -302,7 +324,10 @@ impl Gateway {
         }
         .route(&features, input.policy.as_deref())?;
         if let Some(why) = &route.policy_fallback {
-            tracing::warn!(policy = route.policy, "policy answer unusable, fell back: {why}");
+            tracing::warn!(
+                policy = route.policy,
+                "policy answer unusable, fell back: {why}"
+            );
             self.metrics
                 .policy_fallbacks
                 .get_or_create(&PolicyLabels {
@@ -369,7 +394,11 @@ impl Gateway {
                             })
                             .inc();
                     } else {
-                        tracing::warn!(model = model.id, attempt = attempt + 1, "attempt failed: {error}");
+                        tracing::warn!(
+                            model = model.id,
+                            attempt = attempt + 1,
+                            "attempt failed: {error}"
+                        );
                     }
                     let retryable = error.retryable();
                     last_error = Some(error);
@@ -420,12 +449,18 @@ impl Gateway {
         };
         let provider = state.config.providers.get(&model.provider).ok_or_else(|| {
             GatewayError::Route(RouteError::NoCandidate {
-                reasons: vec![format!("provider '{}' vanished from the config", model.provider)],
+                reasons: vec![format!(
+                    "provider '{}' vanished from the config",
+                    model.provider
+                )],
             })
         })?;
         let adapter = components.providers.get(&provider.adapter).ok_or_else(|| {
             GatewayError::Route(RouteError::NoCandidate {
-                reasons: vec![format!("adapter '{}' is no longer loaded", provider.adapter)],
+                reasons: vec![format!(
+                    "adapter '{}' is no longer loaded",
+                    provider.adapter
+                )],
             })
         })?;
         let Some(info) = adapter.adapter_info() else {
@@ -483,7 +518,12 @@ impl Gateway {
         }
     }
 
-    fn record_success(&self, model: &ModelConfig, response: &CompletionResponse, latency: Duration) {
+    fn record_success(
+        &self,
+        model: &ModelConfig,
+        response: &CompletionResponse,
+        latency: Duration,
+    ) {
         let labels = |outcome: &str| RequestLabels {
             provider: model.provider.clone(),
             model: model.id.clone(),

@@ -1,13 +1,14 @@
 //! Hot reload: watches the provider, policy and config directories and applies changes while
 //! the gateway serves.
 //!
+//! Only events that change a file count: Linux reports reads as access events, and the gateway
+//! reads every file it reloads, so counting those would make each reload trigger the next.
 //! Events are debounced (editors and `cp` write in several steps), then handled off the request
 //! path on a blocking thread: compiling a component takes tens to hundreds of milliseconds.
 
 use crate::pipeline::Gateway;
 use crate::plugins::ComponentKind;
-use notify::RecursiveMode;
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct ReloadWatcher {
-    _debouncer: Debouncer<notify::RecommendedWatcher>,
+    _watcher: RecommendedWatcher,
 }
 
 struct Watched {
@@ -35,7 +36,9 @@ impl Watched {
             Some(Target::Component(ComponentKind::Policy))
         } else if dir == self.config
             && path.extension().is_some_and(|e| e == "toml")
-            && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            && !path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
         {
             Some(Target::Config)
         } else {
@@ -69,21 +72,23 @@ pub fn watch(gateway: Arc<Gateway>) -> anyhow::Result<ReloadWatcher> {
     });
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
-    let mut debouncer = new_debouncer(DEBOUNCE, move |result: DebounceEventResult| match result {
-        Ok(events) => {
-            let _ = tx.send(events.into_iter().map(|e| e.path).collect());
-        }
-        Err(e) => tracing::warn!("file watcher error: {e}"),
-    })?;
+    let mut watcher =
+        notify::recommended_watcher(move |result: notify::Result<Event>| match result {
+            Ok(event) if changes_content(&event.kind) => {
+                let _ = tx.send(event.paths);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("file watcher error: {e}"),
+        })?;
     for dir in [&watched.providers, &watched.policies, &watched.config] {
-        debouncer.watcher().watch(dir, RecursiveMode::NonRecursive)?;
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
         tracing::info!(dir = %dir.display(), "watching for changes");
     }
 
     tokio::spawn(async move {
         while let Some(mut paths) = rx.recv().await {
-            // Coalesce bursts that arrived while the previous batch was being applied.
-            while let Ok(more) = rx.try_recv() {
+            // Debounce: keep collecting until the directory has been quiet for a moment.
+            while let Ok(Some(more)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
                 paths.extend(more);
             }
             let changes: BTreeSet<(Target, PathBuf)> = paths
@@ -114,7 +119,12 @@ pub fn watch(gateway: Arc<Gateway>) -> anyhow::Result<ReloadWatcher> {
         }
     });
 
-    Ok(ReloadWatcher {
-        _debouncer: debouncer,
-    })
+    Ok(ReloadWatcher { _watcher: watcher })
+}
+
+fn changes_content(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+    )
 }

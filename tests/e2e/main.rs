@@ -1,1 +1,9 @@
+//! End-to-end tests: the real `ai-gateway` binary, real HTTP, components built by `.ci/setup`
+//! from this repository, and wire-accurate mock upstreams on loopback.
 
+mod cli;
+mod config_reload;
+mod faults;
+mod hot_reload;
+mod roundtrip;
+mod support;

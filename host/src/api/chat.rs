@@ -8,8 +8,8 @@
 use super::error::ApiError;
 use crate::pipeline::{Completion, CompletionInput};
 use crate::plugins::bindings::types::{
-    CompletionRequest, ContentPart, FinishReason, Image, JsonSchemaFormat, Message,
-    ResponseFormat, Role, Sampling, ToolCall, ToolChoice, ToolDefinition,
+    CompletionRequest, ContentPart, FinishReason, Image, JsonSchemaFormat, Message, ResponseFormat,
+    Role, Sampling, ToolCall, ToolChoice, ToolDefinition,
 };
 use crate::routing::Requirements;
 use serde::Deserialize;

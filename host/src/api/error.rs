@@ -99,7 +99,9 @@ impl From<GatewayError> for ApiError {
                 };
                 if matches!(
                     class,
-                    ErrorClass::BadRequest | ErrorClass::ContextTooLong | ErrorClass::ContentFiltered
+                    ErrorClass::BadRequest
+                        | ErrorClass::ContextTooLong
+                        | ErrorClass::ContentFiltered
                 ) {
                     api.kind = "invalid_request_error";
                 }

@@ -110,8 +110,16 @@ async fn chat_completions(
             .collect::<Vec<_>>()
             .join(","),
     );
-    set_header(headers, "x-gateway-attempts", &completion.attempts.to_string());
-    set_header(headers, "x-gateway-cost-usd", &format!("{:.8}", completion.cost_usd));
+    set_header(
+        headers,
+        "x-gateway-attempts",
+        &completion.attempts.to_string(),
+    );
+    set_header(
+        headers,
+        "x-gateway-cost-usd",
+        &format!("{:.8}", completion.cost_usd),
+    );
     set_header(
         headers,
         "x-gateway-latency-ms",
@@ -146,7 +154,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     let clean: String = value
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(512)
         .collect();
     if let Ok(value) = HeaderValue::from_str(&clean) {

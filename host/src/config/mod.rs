@@ -182,7 +182,13 @@ pub struct ConfigProblem {
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.file.display(), self.field, self.problem)
+        write!(
+            f,
+            "{}: {}: {}",
+            self.file.display(),
+            self.field,
+            self.problem
+        )
     }
 }
 
@@ -339,8 +345,10 @@ impl Config {
             {
                 problem(&providers_file, format!("{id}.base_url"), why);
             }
-            for (field, var) in [("api_key_env", &p.api_key_env), ("base_url_env", &p.base_url_env)]
-            {
+            for (field, var) in [
+                ("api_key_env", &p.api_key_env),
+                ("base_url_env", &p.base_url_env),
+            ] {
                 if let Some(var) = var
                     && !is_env_name(var)
                 {
@@ -373,7 +381,11 @@ impl Config {
                     format!(
                         "'{}' is not defined in {PROVIDERS_FILE} (defined: {})",
                         m.provider,
-                        self.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                        self.providers
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
             }
@@ -382,7 +394,11 @@ impl Config {
             }
             for fallback in &m.fallbacks {
                 if fallback == &m.id {
-                    problem(&models_file, at("fallbacks"), "lists the model itself".into());
+                    problem(
+                        &models_file,
+                        at("fallbacks"),
+                        "lists the model itself".into(),
+                    );
                 } else if !self.models.iter().any(|other| &other.id == fallback) {
                     problem(
                         &models_file,
@@ -450,7 +466,11 @@ mod tests {
 
     fn valid_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), GATEWAY_FILE, "[server]\nlisten = \"127.0.0.1:0\"\n");
+        write(
+            dir.path(),
+            GATEWAY_FILE,
+            "[server]\nlisten = \"127.0.0.1:0\"\n",
+        );
         write(
             dir.path(),
             PROVIDERS_FILE,
@@ -486,7 +506,11 @@ quality = 0.8
     #[test]
     fn unknown_field_names_file_and_field() {
         let dir = valid_dir();
-        write(dir.path(), GATEWAY_FILE, "[server]\nlisten_adress = \"x\"\n");
+        write(
+            dir.path(),
+            GATEWAY_FILE,
+            "[server]\nlisten_adress = \"x\"\n",
+        );
         let err = Config::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("gateway.toml"), "{err}");
         assert!(err.contains("listen_adress"), "{err}");
@@ -517,8 +541,14 @@ fallbacks = ["nope"]
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert!(fields.contains(&"models[0] (m).provider"), "{fields:?}");
         assert!(fields.contains(&"models[0] (m).quality"), "{fields:?}");
-        assert!(fields.contains(&"models[0] (m).input_per_mtok"), "{fields:?}");
-        assert!(fields.contains(&"models[0] (m).max_output_tokens"), "{fields:?}");
+        assert!(
+            fields.contains(&"models[0] (m).input_per_mtok"),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&"models[0] (m).max_output_tokens"),
+            "{fields:?}"
+        );
         assert!(fields.contains(&"models[0] (m).fallbacks"), "{fields:?}");
         assert!(err.to_string().contains("models.toml"));
         assert!(err.to_string().contains("'opnai' is not defined"));
@@ -527,7 +557,11 @@ fallbacks = ["nope"]
     #[test]
     fn bad_listen_address_is_reported() {
         let dir = valid_dir();
-        write(dir.path(), GATEWAY_FILE, "[server]\nlisten = \"localhost\"\n");
+        write(
+            dir.path(),
+            GATEWAY_FILE,
+            "[server]\nlisten = \"localhost\"\n",
+        );
         let err = Config::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("server.listen"), "{err}");
     }

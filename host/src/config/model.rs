@@ -131,10 +131,7 @@ impl ModelConfig {
             }
         }
         if !(self.quality.is_finite() && (0.0..=1.0).contains(&self.quality)) {
-            problems.push((
-                "quality",
-                format!("{} is outside 0.0 to 1.0", self.quality),
-            ));
+            problems.push(("quality", format!("{} is outside 0.0 to 1.0", self.quality)));
         }
         problems
     }

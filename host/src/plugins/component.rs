@@ -182,7 +182,11 @@ pub fn load(
                     Ok((info, ranking))
                 })
                 .context("smoke test: describe() or rank() failed")?;
-            tracing::debug!(plugin = &*name, reason = ranking.reason, "policy smoke test passed");
+            tracing::debug!(
+                plugin = &*name,
+                reason = ranking.reason,
+                "policy smoke test passed"
+            );
             Plugin::Policy { pre, info }
         }
     };
@@ -205,7 +209,10 @@ pub fn component_name(path: &Path) -> Option<String> {
 
 /// Reads which of our interfaces a component exports and for which contract version, so that a
 /// component built for another version is refused with both versions named, before linking.
-fn identify(runtime: &PluginRuntime, component: &Component) -> anyhow::Result<(ComponentKind, String)> {
+fn identify(
+    runtime: &PluginRuntime,
+    component: &Component,
+) -> anyhow::Result<(ComponentKind, String)> {
     let ty = component.component_type();
     let exports: Vec<String> = ty
         .exports(runtime.engine())
@@ -222,7 +229,11 @@ fn identify(runtime: &PluginRuntime, component: &Component) -> anyhow::Result<(C
                 bail!(
                     "was built against {WIT_PACKAGE}@{} but this host speaks \
                      {WIT_PACKAGE}@{WIT_VERSION}: rebuild it against this gateway's wit/ folder",
-                    if version.is_empty() { "(unversioned)" } else { version }
+                    if version.is_empty() {
+                        "(unversioned)"
+                    } else {
+                        version
+                    }
                 );
             }
             return Ok((kind, version.to_string()));
@@ -277,6 +288,9 @@ fn smoke_test_request() -> (ranker::RequestFeatures, Vec<ranker::Candidate>) {
     };
     (
         features,
-        vec![candidate("smoke-a", 1.0, 0.9), candidate("smoke-b", 0.1, 0.6)],
+        vec![
+            candidate("smoke-a", 1.0, 0.9),
+            candidate("smoke-b", 0.1, 0.6),
+        ],
     )
 }

@@ -8,6 +8,7 @@
 use super::component::{self, ComponentKind, LoadedComponent};
 use super::runtime::{CallLimits, PluginRuntime};
 use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -62,8 +63,9 @@ pub enum ReloadOutcome {
 pub struct Registry {
     runtime: Arc<PluginRuntime>,
     current: ArcSwap<ComponentSet>,
-    /// The last load error per file, cleared when the file loads.
-    errors: Mutex<BTreeMap<PathBuf, String>>,
+    /// The last load error per file (with the hash of the content that failed), cleared when
+    /// the file loads. The hash stops the same broken bytes from being retried and re-reported.
+    errors: Mutex<BTreeMap<PathBuf, (String, String)>>,
 }
 
 impl Registry {
@@ -85,7 +87,14 @@ impl Registry {
 
     /// The last load error of each file that failed and has not loaded since.
     pub fn errors(&self) -> BTreeMap<PathBuf, String> {
-        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+        self.errors
+            .lock()
+            .map(|e| {
+                e.iter()
+                    .map(|(p, (_, why))| (p.clone(), why.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Loads every component file in `dir`. Files that fail are logged and skipped.
@@ -134,11 +143,23 @@ impl Registry {
                 ReloadOutcome::Ignored
             };
         }
-        if let Some(existing) = self.snapshot().get(kind, &name)
-            && std::fs::read(path)
-                .map(|bytes| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)))
-                .is_ok_and(|sha| sha == existing.sha256)
+        let Ok(bytes) = std::fs::read(path) else {
+            // Vanished between the event and now; the removal event follows.
+            return ReloadOutcome::Ignored;
+        };
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if self
+            .snapshot()
+            .get(kind, &name)
+            .is_some_and(|existing| existing.sha256 == sha256)
         {
+            return ReloadOutcome::Unchanged { name };
+        }
+        if self.errors.lock().is_ok_and(|errors| {
+            errors
+                .get(path)
+                .is_some_and(|(failed, _)| *failed == sha256)
+        }) {
             return ReloadOutcome::Unchanged { name };
         }
         match component::load(&self.runtime, path, Some(kind), limits) {
@@ -156,7 +177,7 @@ impl Registry {
             Err(e) => {
                 let reason = format!("{e:#}");
                 if let Ok(mut errors) = self.errors.lock() {
-                    errors.insert(path.to_path_buf(), reason.clone());
+                    errors.insert(path.to_path_buf(), (sha256, reason.clone()));
                 }
                 ReloadOutcome::Failed { name, reason }
             }

@@ -6,8 +6,8 @@
 //! files, no environment, no arguments, no sockets, and stderr is captured so that a guest's
 //! panic message becomes part of the error the caller sees.
 
-use super::bindings::provider::aigw::plugin::host::{Host, LogLevel};
 use super::bindings::provider::Provider;
+use super::bindings::provider::aigw::plugin::host::{Host, LogLevel};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -229,7 +229,16 @@ impl PluginRuntime {
         let ticks = limits.timeout.as_micros() / EPOCH_TICK.as_micros() + 1;
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
 
-        f(&mut store).map_err(|error| classify_fault(plugin, limits, store.data(), &error))
+        let run = || f(&mut store).map_err(|e| classify_fault(plugin, limits, store.data(), &e));
+        // wasmtime-wasi's synchronous stream bindings (a guest writing its panic message to
+        // stderr, say) call `block_on` internally, which must not happen on an async worker
+        // thread. `block_in_place` hands this worker's other tasks to another thread first.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(run)
+            }
+            _ => run(),
+        }
     }
 }
 
@@ -318,9 +327,13 @@ mod tests {
 
     #[test]
     fn core_modules_and_junk_get_actionable_errors() {
-        let junk = check_component_header(b"hello world").unwrap_err().to_string();
+        let junk = check_component_header(b"hello world")
+            .unwrap_err()
+            .to_string();
         assert!(junk.contains("not a WebAssembly file"), "{junk}");
-        let core = check_component_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
+        let core = check_component_header(b"\0asm\x01\0\0\0")
+            .unwrap_err()
+            .to_string();
         assert!(core.contains("core WebAssembly module"), "{core}");
         check_component_header(b"\0asm\x0d\0\x01\0").unwrap();
     }

@@ -109,7 +109,10 @@ impl UpstreamClient {
         for header in endpoint.static_headers.iter().chain(&request.headers) {
             let name = header.name.to_ascii_lowercase();
             if RESERVED_HEADERS.contains(&name.as_str()) || auth_header.as_ref() == Some(&name) {
-                tracing::debug!(header = name, "dropping a reserved header set by the adapter");
+                tracing::debug!(
+                    header = name,
+                    "dropping a reserved header set by the adapter"
+                );
                 continue;
             }
             let value = reqwest::header::HeaderValue::from_str(&header.value).map_err(|_| {

@@ -9,54 +9,135 @@ const CUES: &[(TaskClass, &[&str])] = &[
     (
         TaskClass::Code,
         &[
-            "code", "function", "bug", "compile", "compiler", "python", "rust", "javascript",
-            "typescript", "java", "sql", "regex", "refactor", "stack trace", "exception",
-            "unit test", "api endpoint", "debug", "implement", "script", "class", "```",
+            "code",
+            "function",
+            "bug",
+            "compile",
+            "compiler",
+            "python",
+            "rust",
+            "javascript",
+            "typescript",
+            "java",
+            "sql",
+            "regex",
+            "refactor",
+            "stack trace",
+            "exception",
+            "unit test",
+            "api endpoint",
+            "debug",
+            "implement",
+            "script",
+            "class",
+            "```",
         ],
     ),
     (
         TaskClass::Math,
         &[
-            "calculate", "solve", "equation", "integral", "derivative", "probability", "prove",
-            "theorem", "algebra", "geometry", "percent", "sum of", "how many", "math",
-            "matrix", "factor",
+            "calculate",
+            "solve",
+            "equation",
+            "integral",
+            "derivative",
+            "probability",
+            "prove",
+            "theorem",
+            "algebra",
+            "geometry",
+            "percent",
+            "sum of",
+            "how many",
+            "math",
+            "matrix",
+            "factor",
         ],
     ),
     (
         TaskClass::Reasoning,
         &[
-            "why", "analyze", "analyse", "compare", "evaluate", "trade-off", "tradeoffs",
-            "pros and cons", "reason", "explain the difference", "should i", "implications",
-            "strategy", "critique",
+            "why",
+            "analyze",
+            "analyse",
+            "compare",
+            "evaluate",
+            "trade-off",
+            "tradeoffs",
+            "pros and cons",
+            "reason",
+            "explain the difference",
+            "should i",
+            "implications",
+            "strategy",
+            "critique",
         ],
     ),
     (
         TaskClass::Creative,
         &[
-            "poem", "story", "haiku", "lyrics", "creative", "fiction", "imagine", "slogan",
-            "novel", "character", "screenplay", "joke", "limerick",
+            "poem",
+            "story",
+            "haiku",
+            "lyrics",
+            "creative",
+            "fiction",
+            "imagine",
+            "slogan",
+            "novel",
+            "character",
+            "screenplay",
+            "joke",
+            "limerick",
         ],
     ),
     (
         TaskClass::Summarization,
         &[
-            "summarize", "summarise", "summary", "tl;dr", "tldr", "key points", "condense",
-            "shorten", "recap", "in brief", "main points",
+            "summarize",
+            "summarise",
+            "summary",
+            "tl;dr",
+            "tldr",
+            "key points",
+            "condense",
+            "shorten",
+            "recap",
+            "in brief",
+            "main points",
         ],
     ),
     (
         TaskClass::Translation,
         &[
-            "translate", "translation", "in french", "in spanish", "in german", "in japanese",
-            "in chinese", "into english", "to english", "into french", "into spanish",
+            "translate",
+            "translation",
+            "in french",
+            "in spanish",
+            "in german",
+            "in japanese",
+            "in chinese",
+            "into english",
+            "to english",
+            "into french",
+            "into spanish",
             "into german",
         ],
     ),
     (
         TaskClass::Extraction,
         &[
-            "extract", "parse", "json", "fields", "structured", "table of", "list all",
-            "named entities", "classify", "csv", "schema",
+            "extract",
+            "parse",
+            "json",
+            "fields",
+            "structured",
+            "table of",
+            "list all",
+            "named entities",
+            "classify",
+            "csv",
+            "schema",
         ],
     ),
 ];
@@ -101,10 +182,22 @@ mod tests {
 
     #[test]
     fn picks_the_obvious_class() {
-        assert_eq!(classify("Write a Python function that reverses a list").0, TaskClass::Code);
-        assert_eq!(classify("Summarize this article in three key points").0, TaskClass::Summarization);
-        assert_eq!(classify("Translate 'good morning' into French").0, TaskClass::Translation);
-        assert_eq!(classify("Write a haiku about autumn").0, TaskClass::Creative);
+        assert_eq!(
+            classify("Write a Python function that reverses a list").0,
+            TaskClass::Code
+        );
+        assert_eq!(
+            classify("Summarize this article in three key points").0,
+            TaskClass::Summarization
+        );
+        assert_eq!(
+            classify("Translate 'good morning' into French").0,
+            TaskClass::Translation
+        );
+        assert_eq!(
+            classify("Write a haiku about autumn").0,
+            TaskClass::Creative
+        );
         assert_eq!(classify("Solve the equation 2x + 3 = 7").0, TaskClass::Math);
         assert_eq!(classify("hello there!").0, TaskClass::Chat);
     }

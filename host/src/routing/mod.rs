@@ -89,7 +89,9 @@ impl Router<'_> {
             return Some(format!("provider '{provider_id}' is not configured"));
         };
         if !provider.enabled {
-            return Some(format!("provider '{provider_id}' is disabled in the config"));
+            return Some(format!(
+                "provider '{provider_id}' is disabled in the config"
+            ));
         }
         let Some(adapter) = self.components.providers.get(&provider.adapter) else {
             return Some(format!(
@@ -97,9 +99,12 @@ impl Router<'_> {
                 provider.adapter
             ));
         };
-        let needs_key = adapter
-            .adapter_info()
-            .is_some_and(|info| !matches!(info.auth, crate::plugins::bindings::adapter::AuthScheme::None));
+        let needs_key = adapter.adapter_info().is_some_and(|info| {
+            !matches!(
+                info.auth,
+                crate::plugins::bindings::adapter::AuthScheme::None
+            )
+        });
         if needs_key && self.credentials.key(provider_id).is_none() {
             return Some(match &provider.api_key_env {
                 Some(var) => format!("provider '{provider_id}' has no API key: set {var}"),
@@ -116,7 +121,10 @@ impl Router<'_> {
         }
         let r = &f.requirements;
         if !r.allowed_providers.is_empty() && !r.allowed_providers.contains(&model.provider) {
-            return Some(format!("provider '{}' is not in allowed_providers", model.provider));
+            return Some(format!(
+                "provider '{}' is not in allowed_providers",
+                model.provider
+            ));
         }
         if r.denied_providers.contains(&model.provider) {
             return Some(format!("provider '{}' is denied", model.provider));
@@ -150,7 +158,9 @@ impl Router<'_> {
         if let Some(max_cost) = r.max_cost_usd {
             let cost = estimate_cost(model, f);
             if cost > max_cost {
-                return Some(format!("estimated ${cost:.6} exceeds max_cost_usd ${max_cost}"));
+                return Some(format!(
+                    "estimated ${cost:.6} exceeds max_cost_usd ${max_cost}"
+                ));
             }
         }
         None
@@ -176,7 +186,12 @@ impl Router<'_> {
                 });
             };
             let chain: Vec<ModelConfig> = std::iter::once(model)
-                .chain(model.fallbacks.iter().filter_map(|id| self.config.model(id)))
+                .chain(
+                    model
+                        .fallbacks
+                        .iter()
+                        .filter_map(|id| self.config.model(id)),
+                )
                 .filter(|m| fit(m))
                 .cloned()
                 .collect();
@@ -188,7 +203,10 @@ impl Router<'_> {
                 reason: if chain[0].id == *requested {
                     format!("'{requested}' was requested")
                 } else {
-                    format!("'{requested}' cannot serve it now; using its fallback '{}'", chain[0].id)
+                    format!(
+                        "'{requested}' cannot serve it now; using its fallback '{}'",
+                        chain[0].id
+                    )
                 },
                 chain,
                 policy: "explicit".into(),
@@ -243,8 +261,10 @@ impl Router<'_> {
             .get(policy)
             .ok_or_else(|| "is not loaded".to_string())?;
         let features = self.wit_features(f);
-        let wit_candidates: Vec<ranker::Candidate> =
-            candidates.iter().map(|m| self.wit_candidate(m, f)).collect();
+        let wit_candidates: Vec<ranker::Candidate> = candidates
+            .iter()
+            .map(|m| self.wit_candidate(m, f))
+            .collect();
         let ranking = component
             .call_policy(self.runtime, self.limits, |guest, store| {
                 guest.call_rank(store, &features, &wit_candidates)
@@ -282,7 +302,12 @@ impl Router<'_> {
     }
 
     /// The last resort when no policy component gives a usable answer.
-    fn cheapest_first(&self, f: &RequestFeatures, candidates: &[&ModelConfig], why: String) -> Route {
+    fn cheapest_first(
+        &self,
+        f: &RequestFeatures,
+        candidates: &[&ModelConfig],
+        why: String,
+    ) -> Route {
         let mut chain: Vec<ModelConfig> = candidates.iter().map(|m| (*m).clone()).collect();
         chain.sort_by(|a, b| {
             estimate_cost(a, f)

@@ -10,8 +10,8 @@ wit_bindgen::generate!({
 
 use aigw::plugin::types::{
     CompletionRequest, CompletionResponse, ContentPart, ErrorClass, FinishReason, Header,
-    HttpRequest, HttpResponse, Message, ProviderError, ResponseFormat, Role, StreamDelta,
-    ToolCall, ToolCallDelta, ToolChoice, Usage,
+    HttpRequest, HttpResponse, Message, ProviderError, ResponseFormat, Role, StreamDelta, ToolCall,
+    ToolCallDelta, ToolChoice, Usage,
 };
 use exports::aigw::plugin::adapter::{
     AdapterInfo, AuthScheme, Guest, ProviderContext, StreamEvent, StreamFraming, StreamOutcome,
@@ -385,7 +385,11 @@ fn class_for_status(status: u16) -> ErrorClass {
 
 /// Maps an OpenAI `{"error": {...}}` object to a classified error. The `code` and `type` fields
 /// are more specific than the status, so they win where they say something.
-fn error_from_body(error: &Value, status: Option<u16>, retry_after_ms: Option<u64>) -> ProviderError {
+fn error_from_body(
+    error: &Value,
+    status: Option<u16>,
+    retry_after_ms: Option<u64>,
+) -> ProviderError {
     let code = str_field(error, "code").unwrap_or_default();
     let kind = str_field(error, "type").unwrap_or_default();
     let message = str_field(error, "message").unwrap_or_else(|| error.to_string());

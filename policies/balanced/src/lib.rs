@@ -1,9 +1,12 @@
-//! The `balanced` routing policy: a weighted score over relative cost, quality (with a bonus for
-//! the task's specialists), observed latency, and a health multiplier.
+//! The `balanced` routing policy: a weighted score over cost, quality (with a bonus for the
+//! task's specialists) and observed latency, scaled by a health multiplier.
 //!
-//! Every factor is normalised to 0..1 across the candidates of this request, so the weights mean
-//! the same thing whatever the absolute prices are. Requirements shift the weights instead of
-//! adding ad-hoc bonuses, which keeps scores comparable and finite.
+//! Each factor is a 0..1 score on a fixed scale, so that the weights mean the same thing for
+//! every request: cost and latency are compared as ratios to the best candidate on a log scale
+//! (a 1000x price gap or a 100x latency gap spans the whole range), and quality is the catalog's
+//! score stretched over 0.5..1.0, where all useful models sit. Min-max scaling across the
+//! candidates was rejected because it turns a 0.85 vs 0.95 quality gap into 0 vs 1. Requirements
+//! shift the weights rather than adding ad-hoc bonuses, which keeps scores comparable and finite.
 
 wit_bindgen::generate!({
     world: "policy",
@@ -20,8 +23,13 @@ export!(Balanced);
 
 /// The bonus a candidate gets on quality when the request's task is one of its specialties.
 const SPECIALTY_BONUS: f64 = 0.1;
-/// Latency score given to a candidate with no observations yet: neither favoured nor punished.
-const UNKNOWN_LATENCY_SCORE: f64 = 0.5;
+/// Latency score for every candidate until at least two have been observed: with nothing to
+/// compare against, no candidate is favoured or punished.
+const NEUTRAL_LATENCY_SCORE: f64 = 0.5;
+/// A candidate this many times dearer than the cheapest scores 0 on cost.
+const COST_SPAN: f64 = 1000.0;
+/// A candidate this many times slower than the fastest scores 0 on latency.
+const LATENCY_SPAN: f64 = 100.0;
 
 struct Weights {
     cost: f64,
@@ -71,27 +79,31 @@ impl Guest for Balanced {
             };
         }
         let weights = Weights::for_request(&features);
-        let costs = Normaliser::new(candidates.iter().map(|c| cost_key(c.estimated_cost_usd)));
-        let latencies = Normaliser::new(
-            candidates
-                .iter()
-                .filter_map(|c| c.ewma_latency_ms)
-                .filter(|l| l.is_finite() && *l >= 0.0),
-        );
+        let cheapest = candidates
+            .iter()
+            .map(|c| c.estimated_cost_usd)
+            .filter(|c| c.is_finite() && *c > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let observed: Vec<f64> = candidates
+            .iter()
+            .filter_map(|c| c.ewma_latency_ms)
+            .filter(|l| l.is_finite() && *l > 0.0)
+            .collect();
+        let fastest = observed.iter().copied().fold(f64::INFINITY, f64::min);
 
         let mut ranked: Vec<Scored> = candidates
             .iter()
             .map(|c| {
-                // Cheaper and faster are better, so both are inverted.
-                let cost = 1.0 - costs.scale(cost_key(c.estimated_cost_usd));
-                let latency = match c.ewma_latency_ms.filter(|l| l.is_finite()) {
-                    Some(l) => 1.0 - latencies.scale(l),
-                    None => UNKNOWN_LATENCY_SCORE,
+                let cost = ratio_score(c.estimated_cost_usd, cheapest, COST_SPAN);
+                let latency = match c.ewma_latency_ms {
+                    Some(l) if observed.len() >= 2 => ratio_score(l, fastest, LATENCY_SPAN),
+                    _ => NEUTRAL_LATENCY_SCORE,
                 };
                 let mut quality = f64::from(c.quality).clamp(0.0, 1.0);
                 if c.specialties.contains(&features.task) {
                     quality = (quality + SPECIALTY_BONUS).min(1.0);
                 }
+                let quality = ((quality - 0.5) / 0.5).clamp(0.0, 1.0);
                 let mut score =
                     weights.cost * cost + weights.quality * quality + weights.latency * latency;
                 score *= health(c);
@@ -135,13 +147,13 @@ impl Guest for Balanced {
     }
 }
 
-/// Costs span orders of magnitude across models, so they are compared on a log scale.
-fn cost_key(cost_usd: f64) -> f64 {
-    if cost_usd.is_finite() && cost_usd > 0.0 {
-        (cost_usd * 1e9).ln_1p()
-    } else {
-        0.0
+/// 1.0 for the best value, falling on a log scale to 0.0 at `span` times the best. Unknown or
+/// free values (0, NaN) count as the best: the host has already checked hard limits.
+fn ratio_score(value: f64, best: f64, span: f64) -> f64 {
+    if !(value.is_finite() && value > 0.0 && best.is_finite() && best > 0.0) {
+        return 1.0;
     }
+    (1.0 - (value / best).ln() / span.ln()).clamp(0.0, 1.0)
 }
 
 /// Success rate, scaled down for half-open circuits (only probes should go there) and for
@@ -155,28 +167,4 @@ fn health(c: &Candidate) -> f64 {
     };
     let headroom = 0.5 + 0.5 * f64::from(c.rate_limit_headroom).clamp(0.0, 1.0);
     success * circuit * headroom
-}
-
-/// Min-max scaling to 0..1; every value scales to 0 when all values are equal.
-struct Normaliser {
-    min: f64,
-    max: f64,
-}
-
-impl Normaliser {
-    fn new(values: impl Iterator<Item = f64>) -> Self {
-        let (min, max) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
-        Normaliser { min, max }
-    }
-
-    fn scale(&self, value: f64) -> f64 {
-        let span = self.max - self.min;
-        if span.is_finite() && span > 0.0 {
-            ((value - self.min) / span).clamp(0.0, 1.0)
-        } else {
-            0.0
-        }
-    }
 }

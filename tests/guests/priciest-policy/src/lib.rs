@@ -6,7 +6,9 @@ wit_bindgen::generate!({
     path: "../../../wit",
 });
 
-use exports::aigw::plugin::ranker::{Candidate, Guest, PolicyInfo, Ranking, RequestFeatures, Scored};
+use exports::aigw::plugin::ranker::{
+    Candidate, Guest, PolicyInfo, Ranking, RequestFeatures, Scored,
+};
 
 struct Policy;
 

@@ -1,0 +1,419 @@
+//! Test support: the real `ai-gateway` binary in a child process, a configuration written for
+//! each test, and a mock upstream that speaks OpenAI's wire format on loopback.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const GATEWAY: &str = env!("CARGO_BIN_EXE_ai-gateway");
+
+/// Provider key variables cleared from the gateway's environment, so the developer's own keys
+/// never reach a test.
+const PROVIDER_ENV: &[&str] = &[
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "XAI_API_KEY",
+    "MISTRAL_API_KEY",
+    "GROQ_API_KEY",
+    "PORT",
+    "AIGW_CONFIG",
+    "AIGW_DATA_DIR",
+];
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// A built component, e.g. `plugins/dist/openai.wasm`.
+pub fn component(relative: &str) -> PathBuf {
+    let path = repo_root().join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `.ci/setup --test` to build the components",
+        path.display()
+    );
+    path
+}
+
+/// A configuration directory for one test.
+pub struct TestConfig {
+    pub dir: tempfile::TempDir,
+    pub provider_dir: PathBuf,
+    pub policy_dir: PathBuf,
+}
+
+impl TestConfig {
+    /// `providers` and `models` are TOML bodies of providers.toml and models.toml. The adapter
+    /// and policy directories are fresh; copy components in with `add_provider`/`add_policy`.
+    pub fn new(gateway_extra: &str, providers: &str, models: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let provider_dir = dir.path().join("providers");
+        let policy_dir = dir.path().join("policies");
+        std::fs::create_dir_all(&provider_dir).unwrap();
+        std::fs::create_dir_all(&policy_dir).unwrap();
+        let gateway = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\nprovider_dir = \"providers\"\n\
+             policy_dir = \"policies\"\n{gateway_extra}\n"
+        );
+        std::fs::write(dir.path().join("gateway.toml"), gateway).unwrap();
+        std::fs::write(dir.path().join("providers.toml"), providers).unwrap();
+        std::fs::write(dir.path().join("models.toml"), models).unwrap();
+        TestConfig {
+            dir,
+            provider_dir,
+            policy_dir,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn add_provider(&self, built: &str, name: &str) -> &Self {
+        std::fs::copy(
+            component(built),
+            self.provider_dir.join(format!("{name}.wasm")),
+        )
+        .unwrap();
+        self
+    }
+
+    pub fn add_policy(&self, built: &str, name: &str) -> &Self {
+        std::fs::copy(
+            component(built),
+            self.policy_dir.join(format!("{name}.wasm")),
+        )
+        .unwrap();
+        self
+    }
+}
+
+/// A running gateway. Killed on drop.
+pub struct GatewayProcess {
+    child: Child,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    pub async fn start(config: &TestConfig, env: &[(&str, &str)]) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(GATEWAY);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(config.path())
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("AIGW_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in PROVIDER_ENV {
+            command.env_remove(var);
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawning ai-gateway");
+
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("AIGW_TEST_SHOW_LOGS").is_some() {
+                    eprintln!("[gateway] {line}");
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(base) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(base.to_string());
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the gateway did not start within 60 s; its log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        let gateway = GatewayProcess {
+            child,
+            base,
+            log,
+            _data_dir: data_dir,
+        };
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(format!("{}/ready", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the gateway never became ready; its log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    pub async fn chat(&self, body: Value) -> (StatusCode, HeaderMap, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("the gateway answers");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let headers = convert_headers(response.headers());
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    pub async fn get_text(&self, path: &str) -> String {
+        reqwest::get(format!("{}{path}", self.base))
+            .await
+            .expect("the gateway answers")
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn convert_headers(headers: &reqwest::header::HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_str().as_bytes()),
+            axum::http::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.insert(name, value);
+        }
+    }
+    out
+}
+
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+pub fn user_message(text: &str) -> Value {
+    json!([{"role": "user", "content": text}])
+}
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct MockState {
+    expected_key: String,
+    requests: Mutex<Vec<Recorded>>,
+}
+
+/// An OpenAI-compatible upstream on loopback. It checks the bearer key the way OpenAI does
+/// (401 with an `invalid_api_key` error otherwise), answers chat completions with
+/// `echo: <last user message>` and fixed, known usage, and echoes `/probe` bodies back.
+pub struct MockOpenAi {
+    pub base_url: String,
+    state: Arc<MockState>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+/// The usage every mock completion reports.
+pub const MOCK_PROMPT_TOKENS: u64 = 12;
+pub const MOCK_CACHED_TOKENS: u64 = 4;
+pub const MOCK_COMPLETION_TOKENS: u64 = 7;
+
+impl MockOpenAi {
+    pub async fn start(expected_key: &str) -> Self {
+        let state = Arc::new(MockState {
+            expected_key: expected_key.to_string(),
+            requests: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(mock_chat))
+            .route("/v1/probe", post(mock_probe))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        MockOpenAi {
+            base_url: format!("http://{addr}/v1"),
+            state,
+            _server: server,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+}
+
+fn record(state: &MockState, path: &str, headers: &HeaderMap, body: &Value) -> Option<Response> {
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    state.requests.lock().unwrap().push(Recorded {
+        path: path.to_string(),
+        authorization: authorization.clone(),
+        body: body.clone(),
+    });
+    let expected = format!("Bearer {}", state.expected_key);
+    if authorization.as_deref() != Some(expected.as_str()) {
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": {
+                    "message": "Incorrect API key provided.",
+                    "type": "invalid_request_error",
+                    "param": null,
+                    "code": "invalid_api_key",
+                }})),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+async fn mock_chat(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(rejection) = record(&state, "/v1/chat/completions", &headers, &body) {
+        return rejection;
+    }
+    let last_user = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string();
+    Json(json!({
+        "id": "chatcmpl-mock-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": body["model"],
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": format!("echo: {last_user}"), "refusal": null},
+            "logprobs": null,
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": MOCK_PROMPT_TOKENS,
+            "completion_tokens": MOCK_COMPLETION_TOKENS,
+            "total_tokens": MOCK_PROMPT_TOKENS + MOCK_COMPLETION_TOKENS,
+            "prompt_tokens_details": {"cached_tokens": MOCK_CACHED_TOKENS, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        },
+        "service_tier": "default",
+        "system_fingerprint": "fp_mock",
+    }))
+    .into_response()
+}
+
+async fn mock_probe(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(rejection) = record(&state, "/v1/probe", &headers, &body) {
+        return rejection;
+    }
+    Json(body).into_response()
+}
+
+/// providers.toml for one OpenAI provider whose key and base URL come from the environment.
+pub const OPENAI_PROVIDER: &str = r#"
+[openai]
+adapter = "openai"
+api_key_env = "OPENAI_API_KEY"
+base_url_env = "OPENAI_BASE_URL"
+"#;
+
+/// A catalog entry on `provider` with the given output price (the one policies compare).
+pub fn model_entry(id: &str, provider: &str, output_price: f64, quality: f64) -> String {
+    format!(
+        r#"
+[[models]]
+id = "{id}"
+provider = "{provider}"
+context_window = 128000
+max_output_tokens = 16000
+input_per_mtok = {input}
+cached_input_per_mtok = {cached}
+output_per_mtok = {output_price}
+quality = {quality}
+capabilities = {{ tools = true, vision = true, json = true, streaming = true }}
+"#,
+        input = output_price / 4.0,
+        cached = output_price / 40.0,
+    )
+}
