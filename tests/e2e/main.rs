@@ -6,4 +6,5 @@ mod config_reload;
 mod faults;
 mod hot_reload;
 mod roundtrip;
+mod streaming;
 mod support;

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -216,6 +217,25 @@ impl GatewayProcess {
         (status, headers, body)
     }
 
+    /// Sends a streaming request and returns the status and every SSE `data:` payload.
+    pub async fn chat_stream(&self, body: Value) -> (StatusCode, HeaderMap, Vec<String>) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("the gateway answers");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let headers = convert_headers(response.headers());
+        let text = response.text().await.unwrap_or_default();
+        let events = text
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .map(str::to_string)
+            .collect();
+        (status, headers, events)
+    }
+
     pub async fn get_text(&self, path: &str) -> String {
         reqwest::get(format!("{}{path}", self.base))
             .await
@@ -340,6 +360,23 @@ fn record(state: &MockState, path: &str, headers: &HeaderMap, body: &Value) -> O
     None
 }
 
+/// The tool call the mock makes when asked to "use the tool", and how it splits the arguments
+/// across stream events.
+pub const MOCK_TOOL_ARGUMENTS: &str =
+    r#"{"city": "Paris", "unit": "celsius", "note": "a \"quoted\" word, ünïcode"}"#;
+const MOCK_TOOL_SPLITS: [usize; 3] = [1, 9, 30];
+
+fn mock_usage() -> Value {
+    json!({
+        "prompt_tokens": MOCK_PROMPT_TOKENS,
+        "completion_tokens": MOCK_COMPLETION_TOKENS,
+        "total_tokens": MOCK_PROMPT_TOKENS + MOCK_COMPLETION_TOKENS,
+        "prompt_tokens_details": {"cached_tokens": MOCK_CACHED_TOKENS, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+    })
+}
+
 async fn mock_chat(
     State(state): State<Arc<MockState>>,
     headers: HeaderMap,
@@ -354,6 +391,18 @@ async fn mock_chat(
         .and_then(|m| m["content"].as_str())
         .unwrap_or("")
         .to_string();
+    let wants_tool = last_user.contains("use the tool");
+    if body["stream"] == true {
+        return mock_stream(&body, &last_user, wants_tool);
+    }
+    let message = if wants_tool {
+        json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [{
+            "id": "call_mock_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": MOCK_TOOL_ARGUMENTS},
+        }]})
+    } else {
+        json!({"role": "assistant", "content": format!("echo: {last_user}"), "refusal": null})
+    };
     Json(json!({
         "id": "chatcmpl-mock-1",
         "object": "chat.completion",
@@ -361,22 +410,81 @@ async fn mock_chat(
         "model": body["model"],
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": format!("echo: {last_user}"), "refusal": null},
+            "message": message,
             "logprobs": null,
-            "finish_reason": "stop",
+            "finish_reason": if wants_tool { "tool_calls" } else { "stop" },
         }],
-        "usage": {
-            "prompt_tokens": MOCK_PROMPT_TOKENS,
-            "completion_tokens": MOCK_COMPLETION_TOKENS,
-            "total_tokens": MOCK_PROMPT_TOKENS + MOCK_COMPLETION_TOKENS,
-            "prompt_tokens_details": {"cached_tokens": MOCK_CACHED_TOKENS, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
-        },
+        "usage": mock_usage(),
         "service_tier": "default",
         "system_fingerprint": "fp_mock",
     }))
     .into_response()
+}
+
+/// OpenAI's stream format: `data: <chunk>` events, a usage chunk when asked for, `[DONE]`.
+/// A prompt containing "cut the stream" ends the connection after two chunks, mid-response.
+fn mock_stream(body: &Value, last_user: &str, wants_tool: bool) -> Response {
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+            "id": "chatcmpl-mock-stream", "object": "chat.completion.chunk",
+            "created": 1_700_000_000, "model": body["model"], "system_fingerprint": "fp_mock",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        })
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    if wants_tool {
+        let args = MOCK_TOOL_ARGUMENTS;
+        let mut cuts = vec![0];
+        cuts.extend(MOCK_TOOL_SPLITS);
+        cuts.push(args.len());
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": ""}}]}),
+            Value::Null,
+        ));
+        for pair in cuts.windows(2) {
+            events.push(chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": &args[pair[0]..pair[1]]}}]}),
+                Value::Null,
+            ));
+        }
+        events.push(chunk(json!({}), json!("tool_calls")));
+    } else {
+        for word in format!("echo: {last_user}").split_inclusive(' ') {
+            events.push(chunk(json!({"content": word}), Value::Null));
+        }
+        events.push(chunk(json!({}), json!("stop")));
+    }
+    let cut = last_user.contains("cut the stream");
+    if cut {
+        events.truncate(3);
+    }
+    let mut text: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    if !cut {
+        if body["stream_options"]["include_usage"] == true {
+            let usage = json!({
+                "id": "chatcmpl-mock-stream", "object": "chat.completion.chunk",
+                "created": 1_700_000_000, "model": body["model"], "choices": [],
+                "usage": mock_usage(),
+            });
+            text.push_str(&format!("data: {usage}\n\n"));
+        }
+        text.push_str("data: [DONE]\n\n");
+    }
+    // Sent in small pieces, so the gateway's parser sees events split across reads.
+    let pieces: Vec<Result<Vec<u8>, std::convert::Infallible>> =
+        text.as_bytes().chunks(37).map(|c| Ok(c.to_vec())).collect();
+    let stream = futures::stream::iter(pieces).then(|piece| async move {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        piece
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap()
 }
 
 async fn mock_probe(

@@ -6,10 +6,10 @@
 //! `policy` (a policy component name) and `requirements` (see `routing::Requirements`).
 
 use super::error::ApiError;
-use crate::pipeline::{Completion, CompletionInput};
+use crate::pipeline::{Completion, CompletionInput, StreamChunk};
 use crate::plugins::bindings::types::{
     CompletionRequest, ContentPart, FinishReason, Image, JsonSchemaFormat, Message, ResponseFormat,
-    Role, Sampling, ToolCall, ToolChoice, ToolDefinition,
+    Role, Sampling, ToolCall, ToolChoice, ToolDefinition, Usage,
 };
 use crate::routing::Requirements;
 use serde::Deserialize;
@@ -33,12 +33,20 @@ pub struct ChatCompletionRequest {
     pub frequency_penalty: Option<f32>,
     #[serde(default)]
     pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
     pub user: Option<String>,
     pub n: Option<u32>,
     /// Gateway extension: the policy component to rank with.
     pub policy: Option<String>,
     /// Gateway extension: routing requirements.
     pub requirements: Option<Requirements>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    /// Send a last chunk with the usage of the whole response.
+    #[serde(default)]
+    pub include_usage: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,12 +126,6 @@ impl ChatCompletionRequest {
                 Some("n"),
             ));
         }
-        if self.stream {
-            return Err(ApiError::bad_request(
-                "stream: true is not supported by this gateway build yet; send stream: false",
-                Some("stream"),
-            ));
-        }
         check_range(self.temperature, 0.0, 2.0, "temperature")?;
         check_range(self.top_p, 0.0, 1.0, "top_p")?;
         check_range(self.presence_penalty, -2.0, 2.0, "presence_penalty")?;
@@ -188,7 +190,7 @@ impl ChatCompletionRequest {
                     presence_penalty: self.presence_penalty,
                     frequency_penalty: self.frequency_penalty,
                 },
-                stream: false,
+                stream: self.stream,
                 end_user: self.user,
             },
             policy: self.policy,
@@ -423,15 +425,102 @@ pub fn response_json(completion: &Completion, id: &str, created: u64) -> Value {
         }],
     });
     if let Some(usage) = &response.usage {
-        body["usage"] = json!({
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_output_tokens},
-        });
+        body["usage"] = usage_json(usage);
     }
     body
+}
+
+/// Serialises stream chunks as OpenAI `chat.completion.chunk` server-sent events.
+pub struct ChunkWriter {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub include_usage: bool,
+    role_sent: bool,
+}
+
+impl ChunkWriter {
+    pub fn new(id: String, created: u64, model: String, include_usage: bool) -> Self {
+        ChunkWriter {
+            id,
+            created,
+            model,
+            include_usage,
+            role_sent: false,
+        }
+    }
+
+    /// The SSE bytes for one chunk; `None` when the chunk is not sent (usage not asked for).
+    pub fn event(&mut self, chunk: StreamChunk) -> Option<String> {
+        let mut delta = json!({});
+        let mut finish = Value::Null;
+        match chunk {
+            StreamChunk::Text(text) => delta["content"] = json!(text),
+            StreamChunk::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                let mut call = json!({"index": index, "function": {"arguments": arguments}});
+                if let Some(id) = id {
+                    call["id"] = json!(id);
+                    call["type"] = json!("function");
+                }
+                if let Some(name) = name {
+                    call["function"]["name"] = json!(name);
+                }
+                delta["tool_calls"] = json!([call]);
+            }
+            StreamChunk::Finish(reason) => finish = json!(finish_reason(reason)),
+            StreamChunk::Usage(usage) => {
+                if !self.include_usage {
+                    return None;
+                }
+                let body = json!({
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": usage_json(&usage),
+                });
+                return Some(format!("data: {body}\n\n"));
+            }
+            StreamChunk::Error(error) => {
+                let api = ApiError::from(error);
+                let body = json!({"error": {
+                    "message": api.message,
+                    "type": api.kind,
+                    "param": api.param,
+                    "code": api.code,
+                }});
+                return Some(format!("data: {body}\n\n"));
+            }
+        }
+        if !self.role_sent {
+            delta["role"] = json!("assistant");
+            self.role_sent = true;
+        }
+        let body = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        Some(format!("data: {body}\n\n"))
+    }
+}
+
+fn usage_json(usage: &Usage) -> Value {
+    json!({
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_output_tokens},
+    })
 }
 
 fn finish_reason(reason: FinishReason) -> &'static str {

@@ -79,36 +79,30 @@ async fn chat_completions(
         }
     })?;
     let request: chat::ChatCompletionRequest = parse_json(&body)?;
+    let include_usage = request
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
+    let stream = request.stream;
     let input = request.into_input(None)?;
-    let completion = gateway.complete(input).await?;
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let body = chat::response_json(&completion, &format!("chatcmpl-{request_id}"), created);
+    let id = format!("chatcmpl-{request_id}");
+    if stream {
+        let stream = gateway.complete_stream(input).await?;
+        return Ok(stream_response(stream, id, created, include_usage));
+    }
+    let completion = gateway.complete(input).await?;
+    let body = chat::response_json(&completion, &id, created);
     let mut response = Json(body).into_response();
     let headers = response.headers_mut();
-    set_header(headers, "x-gateway-model", &completion.model);
-    set_header(headers, "x-gateway-provider", &completion.provider);
-    set_header(headers, "x-gateway-policy", &completion.route.policy);
-    set_header(headers, "x-gateway-route-reason", &completion.route.reason);
-    set_header(headers, "x-gateway-task", completion.route.task.as_str());
-    set_header(
+    route_headers(
         headers,
-        "x-gateway-task-confidence",
-        &format!("{:.2}", completion.route.task_confidence),
-    );
-    set_header(
-        headers,
-        "x-gateway-candidates",
-        &completion
-            .route
-            .scores
-            .iter()
-            .take(5)
-            .map(|(id, score)| format!("{id}={score:.4}"))
-            .collect::<Vec<_>>()
-            .join(","),
+        &completion.model,
+        &completion.provider,
+        &completion.route,
     );
     set_header(
         headers,
@@ -126,6 +120,82 @@ async fn chat_completions(
         &completion.latency.as_millis().to_string(),
     );
     Ok(response)
+}
+
+/// An OpenAI-style event stream: content chunks, then `data: [DONE]` on success; an error chunk
+/// and no `[DONE]` on failure, so no client mistakes a cut stream for a complete one.
+fn stream_response(
+    stream: crate::pipeline::CompletionStream,
+    id: String,
+    created: u64,
+    include_usage: bool,
+) -> Response {
+    let writer = chat::ChunkWriter::new(id, created, stream.model.clone(), include_usage);
+    let events = futures::stream::unfold(
+        (stream.chunks, writer, false),
+        |(mut chunks, mut writer, finished)| async move {
+            if finished {
+                return None;
+            }
+            loop {
+                let Some(chunk) = chunks.recv().await else {
+                    let done = Bytes::from_static(b"data: [DONE]\n\n");
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(done),
+                        (chunks, writer, true),
+                    ));
+                };
+                let failed = matches!(chunk, crate::pipeline::StreamChunk::Error(_));
+                match writer.event(chunk) {
+                    Some(text) => return Some((Ok(Bytes::from(text)), (chunks, writer, failed))),
+                    None if failed => return None,
+                    None => {}
+                }
+            }
+        },
+    );
+    let mut response = Response::new(axum::body::Body::from_stream(events));
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    route_headers(headers, &stream.model, &stream.provider, &stream.route);
+    set_header(headers, "x-gateway-attempts", &stream.attempts.to_string());
+    response
+}
+
+fn route_headers(
+    headers: &mut HeaderMap,
+    model: &str,
+    provider: &str,
+    route: &crate::pipeline::RouteSummary,
+) {
+    set_header(headers, "x-gateway-model", model);
+    set_header(headers, "x-gateway-provider", provider);
+    set_header(headers, "x-gateway-policy", &route.policy);
+    set_header(headers, "x-gateway-route-reason", &route.reason);
+    set_header(headers, "x-gateway-task", route.task.as_str());
+    set_header(
+        headers,
+        "x-gateway-task-confidence",
+        &format!("{:.2}", route.task_confidence),
+    );
+    set_header(
+        headers,
+        "x-gateway-candidates",
+        &route
+            .scores
+            .iter()
+            .take(5)
+            .map(|(id, score)| format!("{id}={score:.4}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
 }
 
 /// Parses JSON and names the field that is wrong, e.g. `messages[0].role: invalid type`.

@@ -5,7 +5,8 @@
 //! adapter's declared auth scheme, so a key never enters a plugin's memory.
 
 mod credentials;
+pub mod sse;
 mod upstream;
 
 pub use credentials::{Credentials, Secret};
-pub use upstream::{Endpoint, TransportError, UpstreamClient};
+pub use upstream::{Endpoint, TransportError, UpstreamClient, read_response, transport_error};

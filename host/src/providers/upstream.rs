@@ -70,16 +70,18 @@ impl UpstreamClient {
         endpoint: &Endpoint<'_>,
         request: HttpRequest,
     ) -> Result<HttpResponse, TransportError> {
+        let response = self.open(endpoint, request).await?;
+        read_response(response).await
+    }
+
+    /// Sends a request and returns as soon as the response head arrives, for streaming.
+    pub async fn open(
+        &self,
+        endpoint: &Endpoint<'_>,
+        request: HttpRequest,
+    ) -> Result<reqwest::Response, TransportError> {
         let builder = self.prepare(endpoint, request)?;
-        let response = builder.send().await.map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let headers = response_headers(&response);
-        let body = response.bytes().await.map_err(transport_error)?;
-        Ok(HttpResponse {
-            status,
-            headers,
-            body: body.to_vec(),
-        })
+        builder.send().await.map_err(transport_error)
     }
 
     fn prepare(
@@ -135,6 +137,18 @@ impl UpstreamClient {
     }
 }
 
+/// Reads a whole response into the form adapters parse.
+pub async fn read_response(response: reqwest::Response) -> Result<HttpResponse, TransportError> {
+    let status = response.status().as_u16();
+    let headers = response_headers(&response);
+    let body = response.bytes().await.map_err(transport_error)?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: body.to_vec(),
+    })
+}
+
 fn response_headers(response: &reqwest::Response) -> Vec<Header> {
     response
         .headers()
@@ -149,7 +163,7 @@ fn response_headers(response: &reqwest::Response) -> Vec<Header> {
 }
 
 /// reqwest's errors carry the URL, which for query-key providers holds the key: strip it.
-fn transport_error(error: reqwest::Error) -> TransportError {
+pub fn transport_error(error: reqwest::Error) -> TransportError {
     let (timeout, connect) = (error.is_timeout(), error.is_connect());
     let message = error.without_url().to_string();
     if timeout {

@@ -2,6 +2,13 @@
 //! request path: route → adapter builds the request → host sends it → adapter parses the
 //! answer → failover on retryable errors → metrics.
 
+mod attempt;
+mod stream;
+
+use attempt::Attempt;
+
+pub use stream::{CompletionStream, StreamChunk};
+
 use crate::config::{Config, ModelConfig, TaskClass};
 use crate::metrics::{
     FaultLabels, KindLabels, Metrics, ModelLabels, PolicyLabels, RequestLabels, TokenLabels,
@@ -9,14 +16,14 @@ use crate::metrics::{
 use crate::plugins::bindings::adapter::ProviderContext;
 use crate::plugins::bindings::types::{
     CompletionRequest, CompletionResponse, ContentPart, ErrorClass, ProviderError, ResponseFormat,
-    Role,
+    Role, Usage,
 };
 use crate::plugins::{
     CallLimits, ComponentKind, ComponentSet, PluginFault, Registry, ReloadOutcome,
 };
-use crate::providers::{Credentials, Endpoint, TransportError, UpstreamClient};
+use crate::providers::{Credentials, TransportError, UpstreamClient};
 use crate::routing::stats::ModelStats;
-use crate::routing::{RequestFeatures, Requirements, RouteError, Router, classify};
+use crate::routing::{RequestFeatures, Requirements, Route, RouteError, Router, classify};
 use arc_swap::ArcSwap;
 use std::path::Path;
 use std::sync::Arc;
@@ -140,6 +147,21 @@ pub fn error_class_label(class: ErrorClass) -> &'static str {
         ErrorClass::Timeout => "timeout",
         ErrorClass::InvalidResponse => "invalid_response",
     }
+}
+
+/// One routing decision with the snapshot it was made against.
+type Routed = (
+    Arc<ConfigState>,
+    Arc<ComponentSet>,
+    CallLimits,
+    Route,
+    RouteSummary,
+);
+
+fn empty_route() -> GatewayError {
+    GatewayError::Route(RouteError::NoCandidate {
+        reasons: vec!["the route was empty".into()],
+    })
 }
 
 pub struct Gateway {
@@ -306,14 +328,13 @@ impl Gateway {
         self.draining.store(true, Ordering::Release);
     }
 
-    /// Routes and runs one completion, failing over along the ranked chain.
-    pub async fn complete(&self, input: CompletionInput) -> Result<Completion, GatewayError> {
-        let started = Instant::now();
+    /// Routes a request against one consistent snapshot of config and components.
+    fn route(&self, input: &CompletionInput) -> Result<Routed, GatewayError> {
         let state = self.config();
         let components = self.registry.snapshot();
         let config = &state.config;
         let limits = Self::call_limits(config);
-        let features = features_of(&input);
+        let features = features_of(input);
         let route = Router {
             config,
             credentials: &state.credentials,
@@ -345,25 +366,33 @@ impl Gateway {
             task: features.task,
             task_confidence: features.task_confidence,
         };
+        Ok((state, components, limits, route, summary))
+    }
 
+    /// Routes and runs one completion, failing over along the ranked chain.
+    pub async fn complete(&self, input: CompletionInput) -> Result<Completion, GatewayError> {
+        let started = Instant::now();
+        let (state, components, limits, route, summary) = self.route(&input)?;
+        let config = &state.config;
         let max_attempts = usize::try_from(config.gateway.routing.max_attempts).unwrap_or(1);
         let mut last_error = None;
         for (attempt, model) in route.chain.iter().take(max_attempts).enumerate() {
             let attempt_started = Instant::now();
-            let health = self.stats.get(&model.id);
             match self
                 .attempt(&state, &components, model, &input.request, limits)
                 .await
             {
                 Ok(response) => {
                     let latency = started.elapsed();
-                    health.record_success(attempt_started.elapsed().as_secs_f64() * 1000.0, None);
+                    self.stats
+                        .get(&model.id)
+                        .record_success(attempt_started.elapsed().as_secs_f64() * 1000.0, None);
                     let cost_usd = response
                         .usage
                         .as_ref()
                         .map(|u| crate::pricing::cost_usd(model, u))
                         .unwrap_or(0.0);
-                    self.record_success(model, &response, latency);
+                    self.record_success(model, response.usage.as_ref(), latency);
                     return Ok(Completion {
                         response,
                         model: model.id.clone(),
@@ -375,32 +404,7 @@ impl Gateway {
                     });
                 }
                 Err(error) => {
-                    health.record_failure();
-                    self.metrics
-                        .upstream_errors
-                        .get_or_create(&RequestLabels {
-                            provider: model.provider.clone(),
-                            model: model.id.clone(),
-                            outcome: error.class_label().into(),
-                        })
-                        .inc();
-                    if let GatewayError::Plugin { fault, .. } = &error {
-                        tracing::error!(model = model.id, "{error}");
-                        self.metrics
-                            .plugin_faults
-                            .get_or_create(&FaultLabels {
-                                plugin: plugin_name(fault),
-                                fault: fault.kind().into(),
-                            })
-                            .inc();
-                    } else {
-                        tracing::warn!(
-                            model = model.id,
-                            attempt = attempt + 1,
-                            "attempt failed: {error}"
-                        );
-                    }
-                    let retryable = error.retryable();
+                    let retryable = self.record_failure(model, attempt, &error);
                     last_error = Some(error);
                     if !retryable {
                         break;
@@ -408,22 +412,61 @@ impl Gateway {
                 }
             }
         }
-        let error = last_error.unwrap_or_else(|| {
-            GatewayError::Route(RouteError::NoCandidate {
-                reasons: vec!["the route was empty".into()],
-            })
-        });
-        if let Some(model) = route.chain.first() {
-            self.metrics
-                .requests
-                .get_or_create(&RequestLabels {
-                    provider: model.provider.clone(),
-                    model: model.id.clone(),
-                    outcome: error.class_label().into(),
-                })
-                .inc();
-        }
+        let error = last_error.unwrap_or_else(empty_route);
+        self.record_final_error(&route, &error);
         Err(error)
+    }
+
+    /// Resolves everything one attempt on `model` needs from the current snapshot.
+    fn prepare_attempt(
+        &self,
+        state: &ConfigState,
+        components: &ComponentSet,
+        model: &ModelConfig,
+        limits: CallLimits,
+    ) -> Result<Attempt, GatewayError> {
+        let gone =
+            |why: String| GatewayError::Route(RouteError::NoCandidate { reasons: vec![why] });
+        let provider = state.config.providers.get(&model.provider).ok_or_else(|| {
+            gone(format!(
+                "provider '{}' vanished from the config",
+                model.provider
+            ))
+        })?;
+        let adapter = components
+            .providers
+            .get(&provider.adapter)
+            .cloned()
+            .ok_or_else(|| {
+                gone(format!(
+                    "adapter '{}' is no longer loaded",
+                    provider.adapter
+                ))
+            })?;
+        let info = adapter
+            .adapter_info()
+            .cloned()
+            .ok_or_else(|| gone(format!("'{}' is not a provider adapter", provider.adapter)))?;
+        let base_url = state
+            .credentials
+            .base_url_override(&model.provider)
+            .or(provider.base_url.as_deref())
+            .unwrap_or(&info.default_base_url)
+            .to_string();
+        Ok(Attempt {
+            model: model.clone(),
+            adapter,
+            runtime: self.registry.runtime().clone(),
+            limits,
+            ctx: ProviderContext {
+                provider_id: model.provider.clone(),
+                settings: provider.settings_for_adapter(),
+                default_max_output_tokens: model.max_output_tokens.min(DEFAULT_MAX_OUTPUT_TOKENS),
+            },
+            base_url,
+            key: state.credentials.key(&model.provider).cloned(),
+            info,
+        })
     }
 
     async fn attempt(
@@ -434,96 +477,71 @@ impl Gateway {
         request: &CompletionRequest,
         limits: CallLimits,
     ) -> Result<CompletionResponse, GatewayError> {
-        let upstream_error = |e: ProviderError| GatewayError::Upstream {
-            class: e.class,
-            message: e.message,
-            status: e.status,
-            retry_after_ms: e.retry_after_ms,
-            provider: model.provider.clone(),
-            model: model.id.clone(),
-        };
-        let plugin_error = |fault: PluginFault| GatewayError::Plugin {
-            fault,
-            provider: model.provider.clone(),
-            model: model.id.clone(),
-        };
-        let provider = state.config.providers.get(&model.provider).ok_or_else(|| {
-            GatewayError::Route(RouteError::NoCandidate {
-                reasons: vec![format!(
-                    "provider '{}' vanished from the config",
-                    model.provider
-                )],
-            })
-        })?;
-        let adapter = components.providers.get(&provider.adapter).ok_or_else(|| {
-            GatewayError::Route(RouteError::NoCandidate {
-                reasons: vec![format!(
-                    "adapter '{}' is no longer loaded",
-                    provider.adapter
-                )],
-            })
-        })?;
-        let Some(info) = adapter.adapter_info() else {
-            return Err(GatewayError::Route(RouteError::NoCandidate {
-                reasons: vec![format!("'{}' is not a provider adapter", provider.adapter)],
-            }));
-        };
-        let runtime = self.registry.runtime();
-        let ctx = ProviderContext {
-            provider_id: model.provider.clone(),
-            settings: provider.settings_for_adapter(),
-            default_max_output_tokens: model.max_output_tokens.min(DEFAULT_MAX_OUTPUT_TOKENS),
-        };
-        let mut request = request.clone();
-        request.model = model.upstream_id().to_string();
-
-        let http_request = adapter
-            .call_adapter(runtime, limits, |guest, store| {
-                guest.call_build_request(store, &ctx, &request)
-            })
-            .map_err(plugin_error)?
-            .map_err(upstream_error)?;
-
-        let base_url = state
-            .credentials
-            .base_url_override(&model.provider)
-            .or(provider.base_url.as_deref())
-            .unwrap_or(&info.default_base_url);
-        let endpoint = Endpoint {
-            base_url,
-            auth: &info.auth,
-            key: state.credentials.key(&model.provider),
-            static_headers: &info.static_headers,
-        };
+        let attempt = self.prepare_attempt(state, components, model, limits)?;
+        let http_request = attempt.build_request(request)?;
         let response = self
             .upstream
-            .send(&endpoint, http_request)
+            .send(&attempt.endpoint(), http_request)
             .await
-            .map_err(|e| upstream_error(transport_error(e)))?;
-
+            .map_err(|e| attempt.upstream_error(transport_error(e)))?;
         if (200..300).contains(&response.status) {
-            adapter
-                .call_adapter(runtime, limits, |guest, store| {
-                    guest.call_parse_response(store, &ctx, &response)
+            attempt
+                .adapter
+                .call_adapter(&attempt.runtime, limits, |guest, store| {
+                    guest.call_parse_response(store, &attempt.ctx, &response)
                 })
-                .map_err(plugin_error)?
-                .map_err(upstream_error)
+                .map_err(|f| attempt.plugin_error(f))?
+                .map_err(|e| attempt.upstream_error(e))
         } else {
-            let error = adapter
-                .call_adapter(runtime, limits, |guest, store| {
-                    guest.call_classify_error(store, &ctx, &response)
-                })
-                .map_err(plugin_error)?;
-            Err(upstream_error(error))
+            Err(attempt.classify(&response))
         }
     }
 
-    fn record_success(
-        &self,
-        model: &ModelConfig,
-        response: &CompletionResponse,
-        latency: Duration,
-    ) {
+    /// Counts a failed attempt and reports whether the next candidate may be tried.
+    fn record_failure(&self, model: &ModelConfig, attempt: usize, error: &GatewayError) -> bool {
+        self.stats.get(&model.id).record_failure();
+        self.metrics
+            .upstream_errors
+            .get_or_create(&RequestLabels {
+                provider: model.provider.clone(),
+                model: model.id.clone(),
+                outcome: error.class_label().into(),
+            })
+            .inc();
+        if let GatewayError::Plugin { fault, .. } = error {
+            tracing::error!(model = model.id, "{error}");
+            self.metrics
+                .plugin_faults
+                .get_or_create(&FaultLabels {
+                    plugin: plugin_name(fault),
+                    fault: fault.kind().into(),
+                })
+                .inc();
+        } else {
+            tracing::warn!(
+                model = model.id,
+                attempt = attempt + 1,
+                "attempt failed: {error}"
+            );
+        }
+        error.retryable()
+    }
+
+    /// Counts a request that failed for good.
+    fn record_final_error(&self, route: &Route, error: &GatewayError) {
+        if let Some(model) = route.chain.first() {
+            self.metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    provider: model.provider.clone(),
+                    model: model.id.clone(),
+                    outcome: error.class_label().into(),
+                })
+                .inc();
+        }
+    }
+
+    fn record_success(&self, model: &ModelConfig, usage: Option<&Usage>, latency: Duration) {
         let labels = |outcome: &str| RequestLabels {
             provider: model.provider.clone(),
             model: model.id.clone(),
@@ -537,7 +555,7 @@ impl Gateway {
                 model: model.id.clone(),
             })
             .observe(latency.as_secs_f64());
-        if let Some(usage) = &response.usage {
+        if let Some(usage) = usage {
             for (kind, count) in [
                 ("input", usage.input_tokens),
                 ("cached_input", usage.cached_input_tokens),

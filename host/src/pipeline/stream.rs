@@ -1,0 +1,427 @@
+//! Streamed completions.
+//!
+//! Failover is only possible before the client has seen anything, so a stream is opened and read
+//! up to its first piece of content before it is handed to the front door; errors until then try
+//! the next candidate. After that, an upstream error or a stream that ends without the provider
+//! signalling completion becomes an explicit `StreamChunk::Error`, never a clean finish.
+
+use super::attempt::Attempt;
+use super::{ConfigState, Gateway, GatewayError, RouteSummary, empty_route, transport_error};
+use crate::config::ModelConfig;
+use crate::plugins::bindings::adapter::StreamOutcome;
+use crate::plugins::bindings::types::{
+    CompletionRequest, ErrorClass, FinishReason, ProviderError, StreamDelta, ToolCallDelta, Usage,
+};
+use crate::plugins::{CallLimits, ComponentSet};
+use crate::providers::read_response;
+use crate::providers::sse::EventParser;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Chunks buffered between the upstream reader and a slow client.
+const CHANNEL_DEPTH: usize = 64;
+
+/// What a front door forwards to its client, in order.
+#[derive(Debug, Clone)]
+pub enum StreamChunk {
+    Text(String),
+    /// A tool-call fragment. `index` is the call's position among this response's calls (the
+    /// host renumbers whatever the adapter used); `id` and `name` come on a call's first fragment.
+    ToolCall {
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+    },
+    Finish(FinishReason),
+    /// The merged usage of the whole response, sent once after the content.
+    Usage(Usage),
+    /// The stream failed after content was sent. Nothing follows.
+    Error(GatewayError),
+}
+
+/// A stream that has produced its first content.
+pub struct CompletionStream {
+    pub model: String,
+    pub provider: String,
+    pub route: RouteSummary,
+    pub attempts: u32,
+    pub chunks: mpsc::Receiver<StreamChunk>,
+}
+
+impl Gateway {
+    /// Routes a completion and opens it as a stream, failing over until one candidate has
+    /// produced content.
+    pub async fn complete_stream(
+        self: &Arc<Self>,
+        mut input: super::CompletionInput,
+    ) -> Result<CompletionStream, GatewayError> {
+        let started = Instant::now();
+        input.request.stream = true;
+        let (state, components, limits, route, summary) = self.route(&input)?;
+        let max_attempts = usize::try_from(state.config.gateway.routing.max_attempts).unwrap_or(1);
+        let mut last_error = None;
+        for (attempt_no, model) in route.chain.iter().take(max_attempts).enumerate() {
+            let opened = self
+                .open_stream(&state, &components, model, &input.request, limits)
+                .await;
+            let mut upstream = match opened {
+                Ok(upstream) => upstream,
+                Err(error) => {
+                    let retryable = self.record_failure(model, attempt_no, &error);
+                    last_error = Some(error);
+                    if retryable {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            // Read until the first content, so that failover stays possible until then.
+            let mut head = Vec::new();
+            let first = loop {
+                match upstream.next().await {
+                    Some(Ok(delta)) => {
+                        let content = has_content(&delta);
+                        head.push(delta);
+                        if content {
+                            break Ok(());
+                        }
+                    }
+                    Some(Err(error)) => break Err(error),
+                    None => break Ok(()),
+                }
+            };
+            if let Err(error) = first {
+                let retryable = self.record_failure(model, attempt_no, &error);
+                last_error = Some(error);
+                if retryable {
+                    continue;
+                }
+                break;
+            }
+            let ttft = started.elapsed();
+            let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+            let gateway = self.clone();
+            let model = model.clone();
+            tokio::spawn(async move {
+                gateway.pump(upstream, head, tx, model, started, ttft).await;
+            });
+            return Ok(CompletionStream {
+                model: route.chain[attempt_no].id.clone(),
+                provider: route.chain[attempt_no].provider.clone(),
+                route: summary,
+                attempts: u32::try_from(attempt_no + 1).unwrap_or(u32::MAX),
+                chunks: rx,
+            });
+        }
+        let error = last_error.unwrap_or_else(empty_route);
+        self.record_final_error(&route, &error);
+        Err(error)
+    }
+
+    async fn open_stream(
+        &self,
+        state: &ConfigState,
+        components: &ComponentSet,
+        model: &ModelConfig,
+        request: &CompletionRequest,
+        limits: CallLimits,
+    ) -> Result<UpstreamStream, GatewayError> {
+        let attempt = self.prepare_attempt(state, components, model, limits)?;
+        let http_request = attempt.build_request(request)?;
+        let response = self
+            .upstream
+            .open(&attempt.endpoint(), http_request)
+            .await
+            .map_err(|e| attempt.upstream_error(transport_error(e)))?;
+        if !response.status().is_success() {
+            let response = read_response(response)
+                .await
+                .map_err(|e| attempt.upstream_error(transport_error(e)))?;
+            return Err(attempt.classify(&response));
+        }
+        Ok(UpstreamStream {
+            parser: EventParser::new(attempt.info.stream_framing),
+            body: Box::pin(response.bytes_stream()),
+            pending: VecDeque::new(),
+            done: false,
+            attempt,
+        })
+    }
+
+    /// Forwards the rest of a stream to the front door, assembling usage and tool-call indices,
+    /// then records the outcome.
+    async fn pump(
+        &self,
+        mut upstream: UpstreamStream,
+        head: Vec<StreamDelta>,
+        tx: mpsc::Sender<StreamChunk>,
+        model: ModelConfig,
+        started: Instant,
+        ttft: Duration,
+    ) {
+        let mut assembler = Assembler::default();
+        for delta in head {
+            if !assembler.forward(delta, &tx).await {
+                return;
+            }
+        }
+        loop {
+            match upstream.next().await {
+                Some(Ok(delta)) => {
+                    if !assembler.forward(delta, &tx).await {
+                        // The client went away; dropping `upstream` closes the connection.
+                        return;
+                    }
+                }
+                Some(Err(error)) => {
+                    self.record_failure(&model, 0, &error);
+                    let _ = tx.send(StreamChunk::Error(error)).await;
+                    return;
+                }
+                None => break,
+            }
+        }
+        let latency = started.elapsed();
+        self.stats.get(&model.id).record_success(
+            latency.as_secs_f64() * 1000.0,
+            Some(ttft.as_secs_f64() * 1000.0),
+        );
+        self.record_success(&model, assembler.usage.as_ref(), latency);
+        if let Some(usage) = assembler.usage {
+            let _ = tx.send(StreamChunk::Usage(usage)).await;
+        }
+    }
+}
+
+/// Whether a delta carries something the client sees (not only usage or ids).
+fn has_content(delta: &StreamDelta) -> bool {
+    delta.text.as_deref().is_some_and(|t| !t.is_empty())
+        || !delta.tool_calls.is_empty()
+        || delta.finish_reason.is_some()
+}
+
+/// An open upstream stream, parsed into adapter deltas.
+struct UpstreamStream {
+    attempt: Attempt,
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    parser: EventParser,
+    pending: VecDeque<StreamDelta>,
+    done: bool,
+}
+
+impl UpstreamStream {
+    async fn next(&mut self) -> Option<Result<StreamDelta, GatewayError>> {
+        loop {
+            if let Some(delta) = self.pending.pop_front() {
+                return Some(Ok(delta));
+            }
+            if self.done {
+                return None;
+            }
+            match self.body.next().await {
+                Some(Ok(bytes)) => {
+                    let events = match self.parser.feed(&bytes) {
+                        Ok(events) => events,
+                        Err(e) => return Some(Err(self.cut(e.to_string()))),
+                    };
+                    for event in events {
+                        if let Err(error) = self.handle(event) {
+                            self.done = true;
+                            return Some(Err(error));
+                        }
+                        if self.done {
+                            break;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    let error = transport_error(crate::providers::transport_error(e));
+                    return Some(Err(self.attempt.upstream_error(error)));
+                }
+                None => {
+                    if let Some(event) = self.parser.finish()
+                        && let Err(error) = self.handle(event)
+                    {
+                        self.done = true;
+                        return Some(Err(error));
+                    }
+                    if !self.done {
+                        self.done = true;
+                        return Some(Err(self.cut(
+                            "the upstream stream ended before the provider signalled completion"
+                                .into(),
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        event: crate::plugins::bindings::adapter::StreamEvent,
+    ) -> Result<(), GatewayError> {
+        let attempt = &self.attempt;
+        let outcome = attempt
+            .adapter
+            .call_adapter(&attempt.runtime, attempt.limits, |guest, store| {
+                guest.call_parse_stream_event(store, &attempt.ctx, &event)
+            })
+            .map_err(|f| attempt.plugin_error(f))?
+            .map_err(|e| attempt.upstream_error(e))?;
+        match outcome {
+            StreamOutcome::Deltas(deltas) => self.pending.extend(deltas),
+            StreamOutcome::Done(deltas) => {
+                self.pending.extend(deltas);
+                self.done = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn cut(&self, message: String) -> GatewayError {
+        self.attempt.upstream_error(ProviderError {
+            class: ErrorClass::Server,
+            message,
+            retry_after_ms: None,
+            status: None,
+        })
+    }
+}
+
+/// Turns adapter deltas into front-door chunks: tool calls renumbered in order of appearance,
+/// usage merged across reports.
+#[derive(Default)]
+struct Assembler {
+    /// (the adapter's index, the call's id) per output index.
+    calls: Vec<(u32, Option<String>)>,
+    usage: Option<Usage>,
+}
+
+impl Assembler {
+    /// Returns false once the receiver is gone.
+    async fn forward(&mut self, delta: StreamDelta, tx: &mpsc::Sender<StreamChunk>) -> bool {
+        if let Some(usage) = delta.usage {
+            self.merge_usage(usage);
+        }
+        let mut chunks = Vec::new();
+        if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
+            chunks.push(StreamChunk::Text(text));
+        }
+        for call in delta.tool_calls {
+            chunks.push(self.tool_call(call));
+        }
+        if let Some(mut reason) = delta.finish_reason {
+            // Providers that send calls before the finishing event (Gemini) report a plain stop;
+            // clients decide whether to run tools from this field.
+            if reason == FinishReason::Stop && !self.calls.is_empty() {
+                reason = FinishReason::ToolCalls;
+            }
+            chunks.push(StreamChunk::Finish(reason));
+        }
+        for chunk in chunks {
+            if tx.send(chunk).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn tool_call(&mut self, call: ToolCallDelta) -> StreamChunk {
+        let existing = self
+            .calls
+            .iter()
+            .rposition(|(index, _)| *index == call.index)
+            .filter(|&at| match (&call.id, &self.calls[at].1) {
+                (Some(new), Some(old)) => new == old,
+                _ => true,
+            });
+        let at = existing.unwrap_or_else(|| {
+            self.calls.push((call.index, call.id.clone()));
+            self.calls.len() - 1
+        });
+        StreamChunk::ToolCall {
+            index: u32::try_from(at).unwrap_or(u32::MAX),
+            id: call.id,
+            name: call.name,
+            arguments: call.arguments_fragment,
+        }
+    }
+
+    /// Providers report usage in pieces (input at the start, output at the end) or
+    /// cumulatively; the field-wise maximum is right for both.
+    fn merge_usage(&mut self, new: Usage) {
+        self.usage = Some(match self.usage.take() {
+            None => new,
+            Some(old) => Usage {
+                input_tokens: old.input_tokens.max(new.input_tokens),
+                cached_input_tokens: old.cached_input_tokens.max(new.cached_input_tokens),
+                cache_write_input_tokens: old
+                    .cache_write_input_tokens
+                    .max(new.cache_write_input_tokens),
+                output_tokens: old.output_tokens.max(new.output_tokens),
+                reasoning_output_tokens: old
+                    .reasoning_output_tokens
+                    .max(new.reasoning_output_tokens),
+                estimated: old.estimated && new.estimated,
+            },
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(index: u32, id: Option<&str>, args: &str) -> ToolCallDelta {
+        ToolCallDelta {
+            index,
+            id: id.map(str::to_string),
+            name: id.map(|_| "f".to_string()),
+            arguments_fragment: args.into(),
+        }
+    }
+
+    fn index_of(chunk: StreamChunk) -> u32 {
+        match chunk {
+            StreamChunk::ToolCall { index, .. } => index,
+            other => panic!("not a tool call: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tool_calls_are_renumbered_in_order_of_appearance() {
+        let mut a = Assembler::default();
+        // Anthropic-style: content block indices 1 and 3.
+        assert_eq!(index_of(a.tool_call(call(1, Some("a"), ""))), 0);
+        assert_eq!(index_of(a.tool_call(call(1, None, "{\"x\""))), 0);
+        assert_eq!(index_of(a.tool_call(call(3, Some("b"), ""))), 1);
+        assert_eq!(index_of(a.tool_call(call(1, None, ":1}"))), 0);
+        // Gemini-style: a new id at a reused index is a new call.
+        assert_eq!(index_of(a.tool_call(call(1, Some("c"), "{}"))), 2);
+    }
+
+    #[test]
+    fn usage_reports_merge_field_by_field() {
+        let mut a = Assembler::default();
+        let usage = |input, output| Usage {
+            input_tokens: input,
+            cached_input_tokens: 0,
+            cache_write_input_tokens: 0,
+            output_tokens: output,
+            reasoning_output_tokens: 0,
+            estimated: false,
+        };
+        a.merge_usage(usage(100, 1));
+        a.merge_usage(usage(0, 42));
+        let merged = a.usage.unwrap();
+        assert_eq!((merged.input_tokens, merged.output_tokens), (100, 42));
+    }
+}
