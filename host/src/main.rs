@@ -134,6 +134,8 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
         let loader = gateway.clone();
         tokio::task::spawn_blocking(move || loader.load_components()).await?;
         let _watcher = reload::watch(gateway.clone())?;
+        // Off the start-up path: the first request would otherwise load the tokenizer.
+        tokio::task::spawn_blocking(ai_gateway::tokens::warm_up);
 
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -5,6 +5,8 @@ mod cli;
 mod config_reload;
 mod faults;
 mod hot_reload;
+mod openapi;
+mod providers;
 mod roundtrip;
 mod streaming;
 mod support;

@@ -474,17 +474,22 @@ fn mock_stream(body: &Value, last_user: &str, wants_tool: bool) -> Response {
         }
         text.push_str("data: [DONE]\n\n");
     }
-    // Sent in small pieces, so the gateway's parser sees events split across reads.
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(trickle(text.as_bytes(), 37))
+        .unwrap()
+}
+
+/// A body sent in small pieces with pauses between them, so that the gateway's parsers meet
+/// events (and UTF-8 characters) split across reads.
+fn trickle(bytes: &[u8], piece: usize) -> axum::body::Body {
     let pieces: Vec<Result<Vec<u8>, std::convert::Infallible>> =
-        text.as_bytes().chunks(37).map(|c| Ok(c.to_vec())).collect();
+        bytes.chunks(piece).map(|c| Ok(c.to_vec())).collect();
     let stream = futures::stream::iter(pieces).then(|piece| async move {
         tokio::time::sleep(Duration::from_millis(1)).await;
         piece
     });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(axum::body::Body::from_stream(stream))
-        .unwrap()
+    axum::body::Body::from_stream(stream)
 }
 
 async fn mock_probe(
@@ -524,4 +529,178 @@ capabilities = {{ tools = true, vision = true, json = true, streaming = true }}
         input = output_price / 4.0,
         cached = output_price / 40.0,
     )
+}
+
+/// Bytes of a file under `tests/fixtures/`.
+pub fn fixture(relative: &str) -> Vec<u8> {
+    let path = repo_root().join("tests/fixtures").join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// One request a `ReplayUpstream` received.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    pub path: String,
+    pub query: String,
+    /// Header names in lower case.
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: Value,
+}
+
+/// What a `ReplayUpstream` answers.
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Canned {
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
+        Canned {
+            status,
+            headers: Vec::new(),
+            content_type: "application/json",
+            body,
+        }
+    }
+
+    pub fn sse(body: Vec<u8>) -> Self {
+        Canned {
+            status: 200,
+            headers: Vec::new(),
+            content_type: "text/event-stream",
+            body,
+        }
+    }
+}
+
+type Script = dyn Fn(&ReplayRequest) -> Canned + Send + Sync;
+
+/// A loopback upstream that answers each request with recorded wire data chosen by a script,
+/// streaming bodies in small pieces so that parsers meet events split across reads.
+pub struct ReplayUpstream {
+    pub base_url: String,
+    requests: Arc<Mutex<Vec<ReplayRequest>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl ReplayUpstream {
+    pub async fn start(script: impl Fn(&ReplayRequest) -> Canned + Send + Sync + 'static) -> Self {
+        let requests: Arc<Mutex<Vec<ReplayRequest>>> = Arc::default();
+        let script: Arc<Script> = Arc::new(script);
+        let recorded = requests.clone();
+        let app = Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
+                let (recorded, script) = (recorded.clone(), script.clone());
+                async move {
+                    let request = ReplayRequest {
+                        path: uri.path().to_string(),
+                        query: uri.query().unwrap_or("").to_string(),
+                        headers: headers
+                            .iter()
+                            .filter_map(|(k, v)| {
+                                Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
+                            })
+                            .collect(),
+                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                    };
+                    recorded.lock().unwrap().push(request.clone());
+                    let canned = script(&request);
+                    let mut response = Response::builder()
+                        .status(canned.status)
+                        .header("content-type", canned.content_type);
+                    for (name, value) in canned.headers {
+                        response = response.header(name, value);
+                    }
+                    response.body(trickle(&canned.body, 41)).unwrap()
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        ReplayUpstream {
+            base_url: format!("http://{addr}"),
+            requests,
+            _server: server,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<ReplayRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// The `scenario:NAME` marker a test put in its prompt, for scripts to act on.
+pub fn scenario(request: &ReplayRequest) -> String {
+    let text = request.body.to_string();
+    text.split("scenario:")
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Text and tool calls reassembled from a gateway stream's `data:` payloads.
+#[derive(Debug, Default)]
+pub struct Reassembled {
+    pub text: String,
+    /// (id, name, arguments) by output index.
+    pub calls: std::collections::BTreeMap<u64, (String, String, String)>,
+    pub finish_reasons: Vec<String>,
+    pub usage: Option<Value>,
+    pub done: bool,
+    pub error: Option<Value>,
+}
+
+pub fn reassemble(events: &[String]) -> Reassembled {
+    let mut out = Reassembled::default();
+    for event in events {
+        if event == "[DONE]" {
+            out.done = true;
+            continue;
+        }
+        let chunk: Value =
+            serde_json::from_str(event).unwrap_or_else(|_| panic!("not JSON: {event}"));
+        if chunk.get("error").is_some() {
+            out.error = Some(chunk["error"].clone());
+            continue;
+        }
+        if !chunk["usage"].is_null() {
+            out.usage = Some(chunk["usage"].clone());
+        }
+        let choice = &chunk["choices"][0];
+        if let Some(text) = choice["delta"]["content"].as_str() {
+            out.text.push_str(text);
+        }
+        for call in choice["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let entry = out
+                .calls
+                .entry(call["index"].as_u64().unwrap())
+                .or_default();
+            if let Some(id) = call["id"].as_str() {
+                entry.0 = id.to_string();
+            }
+            if let Some(name) = call["function"]["name"].as_str() {
+                entry.1 = name.to_string();
+            }
+            entry
+                .2
+                .push_str(call["function"]["arguments"].as_str().unwrap_or(""));
+        }
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            out.finish_reasons.push(reason.to_string());
+        }
+    }
+    out
 }

@@ -514,13 +514,18 @@ impl ChunkWriter {
 }
 
 fn usage_json(usage: &Usage) -> Value {
-    json!({
+    let mut json = json!({
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.input_tokens + usage.output_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_output_tokens},
-    })
+    });
+    if usage.estimated {
+        // The provider reported no usage; the gateway counted with a tokenizer.
+        json["estimated"] = json!(true);
+    }
+    json
 }
 
 fn finish_reason(reason: FinishReason) -> &'static str {

@@ -136,6 +136,9 @@ pub struct ProviderConfig {
     pub base_url_env: Option<String>,
     /// The environment variable holding the API key. Keys are never written in config files.
     pub api_key_env: Option<String>,
+    /// Whether the provider can only be used with a key. Defaults to what the adapter's auth
+    /// scheme says; set false for local servers (Ollama, vLLM) that take none.
+    pub api_key_required: Option<bool>,
     /// Set to false to keep the provider out of routing without deleting it.
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
@@ -446,6 +449,9 @@ fn is_env_name(s: &str) -> bool {
 
 /// Base URLs must be absolute http(s) URLs without a query, so the adapter's path appends cleanly.
 pub fn check_base_url(url: &str) -> Result<(), String> {
+    if url.starts_with(crate::providers::simulated::SCHEME) {
+        return Ok(());
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("'{url}' is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("'{url}' must start with http:// or https://"));

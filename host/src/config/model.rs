@@ -86,6 +86,10 @@ pub struct ModelConfig {
     /// Models to fail over to, in order, when a request names this model explicitly.
     #[serde(default)]
     pub fallbacks: Vec<String>,
+    /// Routed to by `auto` only when no other model can serve the request (the simulated
+    /// provider's models, so that real providers always win once they have keys).
+    #[serde(default)]
+    pub fallback_only: bool,
 }
 
 impl ModelConfig {

@@ -21,7 +21,7 @@ use crate::plugins::bindings::types::{
 use crate::plugins::{
     CallLimits, ComponentKind, ComponentSet, PluginFault, Registry, ReloadOutcome,
 };
-use crate::providers::{Credentials, TransportError, UpstreamClient};
+use crate::providers::{Credentials, TransportError, UpstreamClient, read_response};
 use crate::routing::stats::ModelStats;
 use crate::routing::{RequestFeatures, Requirements, Route, RouteError, Router, classify};
 use arc_swap::ArcSwap;
@@ -382,7 +382,13 @@ impl Gateway {
                 .attempt(&state, &components, model, &input.request, limits)
                 .await
             {
-                Ok(response) => {
+                Ok(mut response) => {
+                    if response.usage.is_none() {
+                        response.usage = Some(crate::tokens::estimate_usage(
+                            &input.request,
+                            &output_text(&response),
+                        ));
+                    }
                     let latency = started.elapsed();
                     self.stats
                         .get(&model.id)
@@ -469,6 +475,32 @@ impl Gateway {
         })
     }
 
+    /// Sends one attempt's request and returns the response head once it is a success; a
+    /// failure status is read and classified by the adapter.
+    async fn open_attempt(
+        &self,
+        state: &ConfigState,
+        components: &ComponentSet,
+        model: &ModelConfig,
+        request: &CompletionRequest,
+        limits: CallLimits,
+    ) -> Result<(Attempt, reqwest::Response), GatewayError> {
+        let attempt = self.prepare_attempt(state, components, model, limits)?;
+        let http_request = attempt.build_request(request)?;
+        let response = self
+            .upstream
+            .open(&attempt.endpoint(), http_request)
+            .await
+            .map_err(|e| attempt.upstream_error(transport_error(e)))?;
+        if !response.status().is_success() {
+            let response = read_response(response)
+                .await
+                .map_err(|e| attempt.upstream_error(transport_error(e)))?;
+            return Err(attempt.classify(&response));
+        }
+        Ok((attempt, response))
+    }
+
     async fn attempt(
         &self,
         state: &ConfigState,
@@ -477,24 +509,19 @@ impl Gateway {
         request: &CompletionRequest,
         limits: CallLimits,
     ) -> Result<CompletionResponse, GatewayError> {
-        let attempt = self.prepare_attempt(state, components, model, limits)?;
-        let http_request = attempt.build_request(request)?;
-        let response = self
-            .upstream
-            .send(&attempt.endpoint(), http_request)
+        let (attempt, response) = self
+            .open_attempt(state, components, model, request, limits)
+            .await?;
+        let response = read_response(response)
             .await
             .map_err(|e| attempt.upstream_error(transport_error(e)))?;
-        if (200..300).contains(&response.status) {
-            attempt
-                .adapter
-                .call_adapter(&attempt.runtime, limits, |guest, store| {
-                    guest.call_parse_response(store, &attempt.ctx, &response)
-                })
-                .map_err(|f| attempt.plugin_error(f))?
-                .map_err(|e| attempt.upstream_error(e))
-        } else {
-            Err(attempt.classify(&response))
-        }
+        attempt
+            .adapter
+            .call_adapter(&attempt.runtime, limits, |guest, store| {
+                guest.call_parse_response(store, &attempt.ctx, &response)
+            })
+            .map_err(|f| attempt.plugin_error(f))?
+            .map_err(|e| attempt.upstream_error(e))
     }
 
     /// Counts a failed attempt and reports whether the next candidate may be tried.
@@ -574,6 +601,23 @@ impl Gateway {
     }
 }
 
+/// Everything the model generated, as text, for counting when the provider reports no usage.
+fn output_text(response: &CompletionResponse) -> String {
+    let mut text: String = response
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            ContentPart::Text(t) => Some(t.as_str()),
+            ContentPart::Image(_) => None,
+        })
+        .collect();
+    for call in &response.tool_calls {
+        text.push_str(&call.name);
+        text.push_str(&call.arguments);
+    }
+    text
+}
+
 fn plugin_name(fault: &PluginFault) -> String {
     match fault {
         PluginFault::Trapped { plugin, .. }
@@ -620,7 +664,7 @@ fn features_of(input: &CompletionInput) -> RequestFeatures {
     RequestFeatures {
         task,
         task_confidence,
-        estimated_input_tokens: crate::tokens::estimate_prompt_tokens(request),
+        estimated_input_tokens: crate::tokens::count_prompt_tokens(request),
         max_output_tokens: request.sampling.max_output_tokens,
         needs_tools: !request.tools.is_empty(),
         needs_vision: request

@@ -13,7 +13,6 @@ use crate::plugins::bindings::types::{
     CompletionRequest, ErrorClass, FinishReason, ProviderError, StreamDelta, ToolCallDelta, Usage,
 };
 use crate::plugins::{CallLimits, ComponentSet};
-use crate::providers::read_response;
 use crate::providers::sse::EventParser;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -107,9 +106,14 @@ impl Gateway {
             let ttft = started.elapsed();
             let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
             let gateway = self.clone();
-            let model = model.clone();
+            let served = Served {
+                model: model.clone(),
+                request: input.request.clone(),
+                started,
+                ttft,
+            };
             tokio::spawn(async move {
-                gateway.pump(upstream, head, tx, model, started, ttft).await;
+                gateway.pump(upstream, head, tx, served).await;
             });
             return Ok(CompletionStream {
                 model: route.chain[attempt_no].id.clone(),
@@ -132,19 +136,9 @@ impl Gateway {
         request: &CompletionRequest,
         limits: CallLimits,
     ) -> Result<UpstreamStream, GatewayError> {
-        let attempt = self.prepare_attempt(state, components, model, limits)?;
-        let http_request = attempt.build_request(request)?;
-        let response = self
-            .upstream
-            .open(&attempt.endpoint(), http_request)
-            .await
-            .map_err(|e| attempt.upstream_error(transport_error(e)))?;
-        if !response.status().is_success() {
-            let response = read_response(response)
-                .await
-                .map_err(|e| attempt.upstream_error(transport_error(e)))?;
-            return Err(attempt.classify(&response));
-        }
+        let (attempt, response) = self
+            .open_attempt(state, components, model, request, limits)
+            .await?;
         Ok(UpstreamStream {
             parser: EventParser::new(attempt.info.stream_framing),
             body: Box::pin(response.bytes_stream()),
@@ -161,10 +155,14 @@ impl Gateway {
         mut upstream: UpstreamStream,
         head: Vec<StreamDelta>,
         tx: mpsc::Sender<StreamChunk>,
-        model: ModelConfig,
-        started: Instant,
-        ttft: Duration,
+        served: Served,
     ) {
+        let Served {
+            model,
+            request,
+            started,
+            ttft,
+        } = served;
         let mut assembler = Assembler::default();
         for delta in head {
             if !assembler.forward(delta, &tx).await {
@@ -187,6 +185,9 @@ impl Gateway {
                 None => break,
             }
         }
+        if assembler.usage.is_none() {
+            assembler.usage = Some(crate::tokens::estimate_usage(&request, &assembler.output));
+        }
         let latency = started.elapsed();
         self.stats.get(&model.id).record_success(
             latency.as_secs_f64() * 1000.0,
@@ -197,6 +198,16 @@ impl Gateway {
             let _ = tx.send(StreamChunk::Usage(usage)).await;
         }
     }
+}
+
+/// What a stream's outcome is recorded against once it ends.
+struct Served {
+    model: ModelConfig,
+    /// The request, for counting tokens if the provider reports no usage.
+    request: CompletionRequest,
+    started: Instant,
+    /// Time to the first content.
+    ttft: Duration,
 }
 
 /// Whether a delta carries something the client sees (not only usage or ids).
@@ -303,6 +314,8 @@ struct Assembler {
     /// (the adapter's index, the call's id) per output index.
     calls: Vec<(u32, Option<String>)>,
     usage: Option<Usage>,
+    /// Everything generated, kept only to count tokens when the provider reports no usage.
+    output: String,
 }
 
 impl Assembler {
@@ -313,9 +326,16 @@ impl Assembler {
         }
         let mut chunks = Vec::new();
         if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
+            if self.usage.is_none() {
+                self.output.push_str(&text);
+            }
             chunks.push(StreamChunk::Text(text));
         }
         for call in delta.tool_calls {
+            if self.usage.is_none() {
+                self.output.extend(call.name.as_deref());
+                self.output.push_str(&call.arguments_fragment);
+            }
             chunks.push(self.tool_call(call));
         }
         if let Some(mut reason) = delta.finish_reason {

@@ -5,6 +5,7 @@
 //! adapter's declared auth scheme, so a key never enters a plugin's memory.
 
 mod credentials;
+pub mod simulated;
 pub mod sse;
 mod upstream;
 

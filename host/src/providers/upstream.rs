@@ -80,6 +80,9 @@ impl UpstreamClient {
         endpoint: &Endpoint<'_>,
         request: HttpRequest,
     ) -> Result<reqwest::Response, TransportError> {
+        if endpoint.base_url.starts_with(super::simulated::SCHEME) {
+            return Ok(super::simulated::respond(&request));
+        }
         let builder = self.prepare(endpoint, request)?;
         builder.send().await.map_err(transport_error)
     }

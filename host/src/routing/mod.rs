@@ -9,6 +9,7 @@ pub mod classify;
 pub mod stats;
 
 use crate::config::{Config, ModelConfig, TaskClass};
+use crate::plugins::bindings::adapter::AuthScheme;
 use crate::plugins::bindings::ranker;
 use crate::plugins::{CallLimits, ComponentSet, PluginRuntime};
 use crate::providers::Credentials;
@@ -99,11 +100,10 @@ impl Router<'_> {
                 provider.adapter
             ));
         };
-        let needs_key = adapter.adapter_info().is_some_and(|info| {
-            !matches!(
-                info.auth,
-                crate::plugins::bindings::adapter::AuthScheme::None
-            )
+        let needs_key = provider.api_key_required.unwrap_or_else(|| {
+            adapter
+                .adapter_info()
+                .is_some_and(|info| !matches!(info.auth, AuthScheme::None))
         });
         if needs_key && self.credentials.key(provider_id).is_none() {
             return Some(match &provider.api_key_env {
@@ -214,9 +214,13 @@ impl Router<'_> {
             });
         }
 
-        let candidates: Vec<&ModelConfig> = self.config.models.iter().filter(|m| fit(m)).collect();
+        let mut candidates: Vec<&ModelConfig> =
+            self.config.models.iter().filter(|m| fit(m)).collect();
         if candidates.is_empty() {
             return Err(RouteError::NoCandidate { reasons });
+        }
+        if candidates.iter().any(|m| !m.fallback_only) {
+            candidates.retain(|m| !m.fallback_only);
         }
         let default_policy = &self.config.gateway.routing.default_policy;
         let wanted = policy.unwrap_or(default_policy);

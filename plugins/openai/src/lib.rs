@@ -1,4 +1,11 @@
-//! Provider adapter for the OpenAI chat completions API (`POST /chat/completions`).
+//! Provider adapter for the OpenAI chat completions API (`POST /chat/completions`), and for
+//! every server that speaks it: xAI, Groq, Mistral, Ollama, vLLM, llama.cpp. One adapter,
+//! configured per provider through `settings` in providers.toml:
+//!
+//! - `max_tokens_field`: `max_completion_tokens` (default; OpenAI rejects `max_tokens` for
+//!   reasoning models) or `max_tokens` (servers that only know the older name).
+//! - `stream_usage`: `true` (default) asks for usage on streams with
+//!   `stream_options.include_usage`; `false` for servers that reject the option.
 //!
 //! A pure translator: unified request → OpenAI JSON, OpenAI JSON → unified response. The host
 //! sends the request and adds the bearer key; this component never sees it.
@@ -35,10 +42,10 @@ impl Guest for OpenAi {
     }
 
     fn build_request(
-        _ctx: ProviderContext,
+        ctx: ProviderContext,
         request: CompletionRequest,
     ) -> Result<HttpRequest, ProviderError> {
-        let body = request_body(&request);
+        let body = request_body(&request, &Settings::from(&ctx));
         Ok(HttpRequest {
             method: "POST".into(),
             path: "/chat/completions".into(),
@@ -108,7 +115,11 @@ impl Guest for OpenAi {
             text: None,
             tool_calls: Vec::new(),
             finish_reason: None,
-            usage: chunk.get("usage").and_then(usage),
+            // Groq reports stream usage under `x_groq`.
+            usage: chunk
+                .get("usage")
+                .or_else(|| chunk.pointer("/x_groq/usage"))
+                .and_then(usage),
             model: str_field(&chunk, "model"),
             id: str_field(&chunk, "id"),
         };
@@ -132,26 +143,62 @@ impl Guest for OpenAi {
     fn classify_error(_ctx: ProviderContext, response: HttpResponse) -> ProviderError {
         let retry_after = retry_after_ms(&response.headers);
         let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        match body.get("error").filter(|e| e.is_object()) {
-            Some(error) => error_from_body(error, Some(response.status), retry_after),
-            None => ProviderError {
-                class: class_for_status(response.status),
-                message: format!(
-                    "upstream answered {}: {}",
-                    response.status,
-                    String::from_utf8_lossy(&response.body)
-                        .chars()
-                        .take(500)
-                        .collect::<String>()
-                ),
-                retry_after_ms: retry_after,
-                status: Some(response.status),
+        // OpenAI, xAI and Groq nest an object under `error`; Mistral puts the fields at the top
+        // level; some servers send `error` as a string, FastAPI-based ones (vLLM) `detail`.
+        let error = match body.get("error") {
+            Some(e) if e.is_object() => e.clone(),
+            Some(Value::String(message)) => json!({"message": message}),
+            _ if body.get("message").is_some() => body.clone(),
+            _ => match body.get("detail") {
+                Some(Value::String(message)) => json!({"message": message}),
+                Some(detail) => json!({"message": detail.to_string()}),
+                None => Value::Null,
             },
+        };
+        if error.is_object() {
+            return error_from_body(&error, Some(response.status), retry_after);
+        }
+        ProviderError {
+            class: class_for_status(response.status),
+            message: format!(
+                "upstream answered {}: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            ),
+            retry_after_ms: retry_after,
+            status: Some(response.status),
         }
     }
 }
 
-fn request_body(request: &CompletionRequest) -> Value {
+/// Per-provider dialect settings.
+struct Settings {
+    max_tokens_field: &'static str,
+    stream_usage: bool,
+}
+
+impl From<&ProviderContext> for Settings {
+    fn from(ctx: &ProviderContext) -> Self {
+        let get = |key: &str| {
+            ctx.settings
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        Settings {
+            max_tokens_field: match get("max_tokens_field") {
+                Some("max_tokens") => "max_tokens",
+                _ => "max_completion_tokens",
+            },
+            stream_usage: get("stream_usage") != Some("false"),
+        }
+    }
+}
+
+fn request_body(request: &CompletionRequest, settings: &Settings) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(request.model));
     body.insert(
@@ -166,8 +213,7 @@ fn request_body(request: &CompletionRequest) -> Value {
         body.insert("top_p".into(), json!(p));
     }
     if let Some(max) = s.max_output_tokens {
-        // `max_tokens` is deprecated and rejected by reasoning models.
-        body.insert("max_completion_tokens".into(), json!(max));
+        body.insert(settings.max_tokens_field.into(), json!(max));
     }
     if !s.stop.is_empty() {
         body.insert("stop".into(), json!(s.stop));
@@ -226,8 +272,10 @@ fn request_body(request: &CompletionRequest) -> Value {
     }
     if request.stream {
         body.insert("stream".into(), json!(true));
-        // Without this flag OpenAI sends no usage on streams.
-        body.insert("stream_options".into(), json!({"include_usage": true}));
+        if settings.stream_usage {
+            // Without this flag OpenAI sends no usage on streams.
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
     }
     if let Some(user) = &request.end_user {
         body.insert("user".into(), json!(user));
@@ -402,8 +450,16 @@ fn error_from_body(
         ("insufficient_quota", _) | (_, "insufficient_quota") => ErrorClass::RateLimited,
         ("invalid_api_key", _) | (_, "authentication_error") => ErrorClass::Auth,
         ("model_not_found", _) => ErrorClass::NotFound,
+        // OpenAI types both 500s and "engine overloaded" 503s as server_error.
+        (_, "server_error") if matches!(status, Some(503 | 529)) => ErrorClass::Overloaded,
         (_, "server_error") => ErrorClass::Server,
-        _ => status.map(class_for_status).unwrap_or(ErrorClass::Server),
+        _ => match status.map(class_for_status).unwrap_or(ErrorClass::Server) {
+            // Compatible servers (vLLM, Mistral, llama.cpp) say it only in the message.
+            ErrorClass::BadRequest if mentions_context_length(&message) => {
+                ErrorClass::ContextTooLong
+            }
+            class => class,
+        },
     };
     ProviderError {
         class,
@@ -411,6 +467,11 @@ fn error_from_body(
         retry_after_ms,
         status,
     }
+}
+
+fn mentions_context_length(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("context length") || m.contains("context_length") || m.contains("context window")
 }
 
 /// `retry-after-ms` (OpenAI), then `retry-after` in seconds. HTTP-date values are ignored.
