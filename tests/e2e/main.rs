@@ -8,5 +8,6 @@ mod hot_reload;
 mod openapi;
 mod providers;
 mod roundtrip;
+mod routing;
 mod streaming;
 mod support;

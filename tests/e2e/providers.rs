@@ -15,7 +15,13 @@ async fn gateway_for(
     model_toml: &str,
     env: &[(&str, &str)],
 ) -> (TestConfig, GatewayProcess) {
-    let config = TestConfig::new("", provider_toml, model_toml);
+    // One attempt per request and a high circuit threshold: these tests are about how each
+    // answer is classified; retries and breakers have their own tests.
+    let config = TestConfig::new(
+        "\n[routing]\nmax_attempts = 1\ncircuit_failure_threshold = 100\n",
+        provider_toml,
+        model_toml,
+    );
     config
         .add_provider(&format!("plugins/dist/{adapter}.wasm"), adapter)
         .add_policy("policies/dist/balanced.wasm", "balanced");
@@ -202,11 +208,6 @@ async fn anthropic_text_tools_usage_and_errors() {
     assert!(stream.error.is_some(), "{events:?}");
 
     // Every error class.
-    let (status, error, retry_after) = error_case(&gateway, model, "429").await;
-    assert_eq!(
-        (status, error["code"].as_str(), retry_after.as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"), "7")
-    );
     let (status, error, _) = error_case(&gateway, model, "529").await;
     assert_eq!(
         (status, error["code"].as_str()),
@@ -233,6 +234,12 @@ async fn anthropic_text_tools_usage_and_errors() {
     assert_eq!(
         (status, error["code"].as_str()),
         (StatusCode::BAD_GATEWAY, Some("server"))
+    );
+    // Last: after a rate limit the provider backs off for its retry-after.
+    let (status, error, retry_after) = error_case(&gateway, model, "429").await;
+    assert_eq!(
+        (status, error["code"].as_str(), retry_after.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"), "7")
     );
 }
 
@@ -369,11 +376,6 @@ async fn gemini_text_tools_usage_and_errors() {
     let stream = reassemble(&events);
     assert!(!stream.done && stream.error.is_some(), "{events:?}");
 
-    let (status, error, retry_after) = error_case(&gateway, model, "429").await;
-    assert_eq!(
-        (status, error["code"].as_str(), retry_after.as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"), "32")
-    );
     let (status, error, _) = error_case(&gateway, model, "400").await;
     assert_eq!(
         (status, error["code"].as_str()),
@@ -393,6 +395,12 @@ async fn gemini_text_tools_usage_and_errors() {
     assert_eq!(
         (status, error["code"].as_str()),
         (StatusCode::BAD_GATEWAY, Some("server"))
+    );
+    // Last: after a rate limit the provider backs off for its retry-after.
+    let (status, error, retry_after) = error_case(&gateway, model, "429").await;
+    assert_eq!(
+        (status, error["code"].as_str(), retry_after.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"), "32")
     );
 }
 
@@ -457,14 +465,20 @@ async fn openai_compatible_error_classes() {
     )
     .await;
     let model = "compat-model";
+    let (status, _, events) = gateway.chat_stream(ask(model, "cut", true)).await;
+    assert_eq!(status, 200);
+    let stream = reassemble(&events);
+    assert_eq!(stream.text, "Hel");
+    assert!(!stream.done && stream.error.is_some(), "{events:?}");
     for (scenario, status, code) in [
-        ("429", StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         ("401", StatusCode::BAD_GATEWAY, "auth"),
         ("400", StatusCode::BAD_REQUEST, "context_too_long"),
         ("400-plain", StatusCode::BAD_REQUEST, "bad_request"),
         ("400-vllm", StatusCode::BAD_REQUEST, "context_too_long"),
         ("503", StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         ("500", StatusCode::BAD_GATEWAY, "server"),
+        // Last: after a rate limit the provider backs off for its retry-after.
+        ("429", StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
     ] {
         let (got_status, error, retry_after) = error_case(&gateway, model, scenario).await;
         assert_eq!(
@@ -476,11 +490,6 @@ async fn openai_compatible_error_classes() {
             assert_eq!(retry_after, "3");
         }
     }
-    let (status, _, events) = gateway.chat_stream(ask(model, "cut", true)).await;
-    assert_eq!(status, 200);
-    let stream = reassemble(&events);
-    assert_eq!(stream.text, "Hel");
-    assert!(!stream.done && stream.error.is_some(), "{events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -549,6 +549,8 @@ pub struct ReplayRequest {
 
 /// What a `ReplayUpstream` answers.
 pub struct Canned {
+    /// How long to wait before answering (latency injection).
+    pub delay: Duration,
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub content_type: &'static str,
@@ -558,6 +560,7 @@ pub struct Canned {
 impl Canned {
     pub fn json(status: u16, body: Vec<u8>) -> Self {
         Canned {
+            delay: Duration::ZERO,
             status,
             headers: Vec::new(),
             content_type: "application/json",
@@ -567,6 +570,7 @@ impl Canned {
 
     pub fn sse(body: Vec<u8>) -> Self {
         Canned {
+            delay: Duration::ZERO,
             status: 200,
             headers: Vec::new(),
             content_type: "text/event-stream",
@@ -607,6 +611,7 @@ impl ReplayUpstream {
                     };
                     recorded.lock().unwrap().push(request.clone());
                     let canned = script(&request);
+                    tokio::time::sleep(canned.delay).await;
                     let mut response = Response::builder()
                         .status(canned.status)
                         .header("content-type", canned.content_type);
@@ -703,4 +708,19 @@ pub fn reassemble(events: &[String]) -> Reassembled {
         }
     }
     out
+}
+
+/// An OpenAI chat completion answering `text`, with small fixed usage.
+pub fn openai_completion(model: &str, text: &str) -> Canned {
+    Canned::json(
+        200,
+        json!({
+            "id": "chatcmpl-replay", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null},
+                         "logprobs": null, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        })
+        .to_string()
+        .into_bytes(),
+    )
 }

@@ -93,6 +93,14 @@ pub struct RoutingSettings {
     pub default_policy: String,
     /// The most upstream attempts (across fallback candidates) for one request.
     pub max_attempts: u32,
+    /// Consecutive failures that open a model's or provider's circuit.
+    pub circuit_failure_threshold: u32,
+    /// How long an open circuit stays open before one probe is let through.
+    pub circuit_open_ms: u64,
+    /// First pause before retrying the chain again; doubles each round, with jitter.
+    pub backoff_base_ms: u64,
+    /// The longest pause between rounds.
+    pub backoff_max_ms: u64,
 }
 
 impl Default for RoutingSettings {
@@ -100,6 +108,10 @@ impl Default for RoutingSettings {
         RoutingSettings {
             default_policy: "balanced".into(),
             max_attempts: 3,
+            circuit_failure_threshold: 5,
+            circuit_open_ms: 30_000,
+            backoff_base_ms: 100,
+            backoff_max_ms: 2_000,
         }
     }
 }
@@ -306,6 +318,20 @@ impl Config {
                 &gateway_file,
                 "routing.default_policy".into(),
                 "must name a policy component".into(),
+            );
+        }
+        if g.routing.circuit_failure_threshold == 0 {
+            problem(
+                &gateway_file,
+                "routing.circuit_failure_threshold".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if g.routing.backoff_base_ms > g.routing.backoff_max_ms {
+            problem(
+                &gateway_file,
+                "routing.backoff_base_ms".into(),
+                "must not exceed routing.backoff_max_ms".into(),
             );
         }
         if g.routing.max_attempts == 0 {

@@ -3,6 +3,7 @@
 //! answer → failover on retryable errors → metrics.
 
 mod attempt;
+mod failover;
 mod stream;
 
 use attempt::Attempt;
@@ -373,54 +374,52 @@ impl Gateway {
     pub async fn complete(&self, input: CompletionInput) -> Result<Completion, GatewayError> {
         let started = Instant::now();
         let (state, components, limits, route, summary) = self.route(&input)?;
-        let config = &state.config;
-        let max_attempts = usize::try_from(config.gateway.routing.max_attempts).unwrap_or(1);
-        let mut last_error = None;
-        for (attempt, model) in route.chain.iter().take(max_attempts).enumerate() {
-            let attempt_started = Instant::now();
-            match self
-                .attempt(&state, &components, model, &input.request, limits)
-                .await
-            {
-                Ok(mut response) => {
-                    if response.usage.is_none() {
-                        response.usage = Some(crate::tokens::estimate_usage(
-                            &input.request,
-                            &output_text(&response),
-                        ));
-                    }
-                    let latency = started.elapsed();
-                    self.stats
-                        .get(&model.id)
-                        .record_success(attempt_started.elapsed().as_secs_f64() * 1000.0, None);
-                    let cost_usd = response
-                        .usage
-                        .as_ref()
-                        .map(|u| crate::pricing::cost_usd(model, u))
-                        .unwrap_or(0.0);
-                    self.record_success(model, response.usage.as_ref(), latency);
-                    return Ok(Completion {
-                        response,
-                        model: model.id.clone(),
-                        provider: model.provider.clone(),
-                        route: summary,
-                        attempts: u32::try_from(attempt + 1).unwrap_or(u32::MAX),
-                        cost_usd,
-                        latency,
-                    });
+        let won = self
+            .failover(&route, &state.config, started, |model| {
+                let (state, components, request) = (&state, &components, &input.request);
+                async move {
+                    let attempt_started = Instant::now();
+                    let response = self
+                        .attempt(state, components, model, request, limits)
+                        .await?;
+                    Ok((response, attempt_started.elapsed()))
                 }
-                Err(error) => {
-                    let retryable = self.record_failure(model, attempt, &error);
-                    last_error = Some(error);
-                    if !retryable {
-                        break;
-                    }
-                }
+            })
+            .await;
+        let won = match won {
+            Ok(won) => won,
+            Err(error) => {
+                self.record_final_error(&route, &error);
+                return Err(error);
             }
+        };
+        let (mut response, upstream_latency) = won.value;
+        let model = won.model;
+        if response.usage.is_none() {
+            response.usage = Some(crate::tokens::estimate_usage(
+                &input.request,
+                &output_text(&response),
+            ));
         }
-        let error = last_error.unwrap_or_else(empty_route);
-        self.record_final_error(&route, &error);
-        Err(error)
+        let latency = started.elapsed();
+        self.stats
+            .get(&model.id)
+            .record_success(upstream_latency.as_secs_f64() * 1000.0, None);
+        let cost_usd = response
+            .usage
+            .as_ref()
+            .map(|u| crate::pricing::cost_usd(model, u))
+            .unwrap_or(0.0);
+        self.record_success(model, response.usage.as_ref(), latency);
+        Ok(Completion {
+            response,
+            model: model.id.clone(),
+            provider: model.provider.clone(),
+            route: summary,
+            attempts: won.attempts,
+            cost_usd,
+            latency,
+        })
     }
 
     /// Resolves everything one attempt on `model` needs from the current snapshot.

@@ -6,7 +6,7 @@
 //! signalling completion becomes an explicit `StreamChunk::Error`, never a clean finish.
 
 use super::attempt::Attempt;
-use super::{ConfigState, Gateway, GatewayError, RouteSummary, empty_route, transport_error};
+use super::{ConfigState, Gateway, GatewayError, RouteSummary, transport_error};
 use crate::config::ModelConfig;
 use crate::plugins::bindings::adapter::StreamOutcome;
 use crate::plugins::bindings::types::{
@@ -63,69 +63,54 @@ impl Gateway {
         let started = Instant::now();
         input.request.stream = true;
         let (state, components, limits, route, summary) = self.route(&input)?;
-        let max_attempts = usize::try_from(state.config.gateway.routing.max_attempts).unwrap_or(1);
-        let mut last_error = None;
-        for (attempt_no, model) in route.chain.iter().take(max_attempts).enumerate() {
-            let opened = self
-                .open_stream(&state, &components, model, &input.request, limits)
-                .await;
-            let mut upstream = match opened {
-                Ok(upstream) => upstream,
-                Err(error) => {
-                    let retryable = self.record_failure(model, attempt_no, &error);
-                    last_error = Some(error);
-                    if retryable {
-                        continue;
-                    }
-                    break;
-                }
-            };
-            // Read until the first content, so that failover stays possible until then.
-            let mut head = Vec::new();
-            let first = loop {
-                match upstream.next().await {
-                    Some(Ok(delta)) => {
+        let won = self
+            .failover(&route, &state.config, started, |model| {
+                let (state, components, request) = (&state, &components, &input.request);
+                async move {
+                    let mut upstream = self
+                        .open_stream(state, components, model, request, limits)
+                        .await?;
+                    // Read until the first content, so failover stays possible until then.
+                    let mut head = Vec::new();
+                    while let Some(delta) = upstream.next().await {
+                        let delta = delta?;
                         let content = has_content(&delta);
                         head.push(delta);
                         if content {
-                            break Ok(());
+                            break;
                         }
                     }
-                    Some(Err(error)) => break Err(error),
-                    None => break Ok(()),
+                    Ok((upstream, head))
                 }
-            };
-            if let Err(error) = first {
-                let retryable = self.record_failure(model, attempt_no, &error);
-                last_error = Some(error);
-                if retryable {
-                    continue;
-                }
-                break;
+            })
+            .await;
+        let won = match won {
+            Ok(won) => won,
+            Err(error) => {
+                self.record_final_error(&route, &error);
+                return Err(error);
             }
-            let ttft = started.elapsed();
-            let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-            let gateway = self.clone();
-            let served = Served {
-                model: model.clone(),
-                request: input.request.clone(),
-                started,
-                ttft,
-            };
-            tokio::spawn(async move {
-                gateway.pump(upstream, head, tx, served).await;
-            });
-            return Ok(CompletionStream {
-                model: route.chain[attempt_no].id.clone(),
-                provider: route.chain[attempt_no].provider.clone(),
-                route: summary,
-                attempts: u32::try_from(attempt_no + 1).unwrap_or(u32::MAX),
-                chunks: rx,
-            });
-        }
-        let error = last_error.unwrap_or_else(empty_route);
-        self.record_final_error(&route, &error);
-        Err(error)
+        };
+        let (upstream, head) = won.value;
+        let model = won.model;
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let gateway = self.clone();
+        let served = Served {
+            model: model.clone(),
+            request: input.request.clone(),
+            started,
+            ttft: started.elapsed(),
+        };
+        tokio::spawn(async move {
+            gateway.pump(upstream, head, tx, served).await;
+        });
+        Ok(CompletionStream {
+            model: model.id.clone(),
+            provider: model.provider.clone(),
+            route: summary,
+            attempts: won.attempts,
+            chunks: rx,
+        })
     }
 
     async fn open_stream(
@@ -179,6 +164,26 @@ impl Gateway {
                 }
                 Some(Err(error)) => {
                     self.record_failure(&model, 0, &error);
+                    if matches!(
+                        error,
+                        GatewayError::Upstream { .. } | GatewayError::Plugin { .. }
+                    ) {
+                        let settings = crate::routing::circuit::BreakerSettings {
+                            failure_threshold: self
+                                .config()
+                                .config
+                                .gateway
+                                .routing
+                                .circuit_failure_threshold,
+                            open_for: Duration::from_millis(
+                                self.config().config.gateway.routing.circuit_open_ms,
+                            ),
+                        };
+                        self.stats
+                            .get(&model.id)
+                            .breaker
+                            .record_failure(settings, Instant::now());
+                    }
                     let _ = tx.send(StreamChunk::Error(error)).await;
                     return;
                 }

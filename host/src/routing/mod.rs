@@ -5,6 +5,7 @@
 //! candidates but never add one, so a buggy policy cannot route a request to a model that cannot
 //! serve it. A garbage answer falls back to the default policy, then to cheapest-first.
 
+pub mod circuit;
 pub mod classify;
 pub mod stats;
 
@@ -154,6 +155,13 @@ impl Router<'_> {
                 "needs a {needed}-token context; its window is {}",
                 model.context_window
             ));
+        }
+        let now = std::time::Instant::now();
+        if let Err(why) = self.stats.provider(&model.provider).breaker.available(now) {
+            return Some(format!("provider '{}': {why}", model.provider));
+        }
+        if let Err(why) = self.stats.get(&model.id).breaker.available(now) {
+            return Some(why);
         }
         if let Some(max_cost) = r.max_cost_usd {
             let cost = estimate_cost(model, f);
@@ -353,6 +361,7 @@ impl Router<'_> {
 
     fn wit_candidate(&self, m: &ModelConfig, f: &RequestFeatures) -> ranker::Candidate {
         let health = self.stats.get(&m.id);
+        let now = std::time::Instant::now();
         ranker::Candidate {
             id: m.id.clone(),
             provider: m.provider.clone(),
@@ -366,9 +375,16 @@ impl Router<'_> {
             ewma_latency_ms: health.latency_ms(),
             ewma_ttft_ms: health.ttft_ms(),
             success_rate: health.success_rate() as f32,
-            // Circuit breakers and rate-limit tracking feed these once they exist; until then
-            // every model that passed the filters is closed with full headroom.
-            circuit: ranker::CircuitState::Closed,
+            circuit: match worse(
+                health.breaker.state(now),
+                self.stats.provider(&m.provider).breaker.state(now),
+            ) {
+                circuit::CircuitState::Closed => ranker::CircuitState::Closed,
+                circuit::CircuitState::HalfOpen => ranker::CircuitState::HalfOpen,
+                circuit::CircuitState::Open => ranker::CircuitState::Open,
+            },
+            // Rate-limit headroom is not tracked yet (a provider's limit headers would feed it);
+            // a rate-limited provider is instead excluded for its retry-after.
             rate_limit_headroom: 1.0,
         }
     }
@@ -383,6 +399,15 @@ pub fn estimate_cost(model: &ModelConfig, f: &RequestFeatures) -> f64 {
         .unwrap_or(EXPECTED_OUTPUT_TOKENS.min(u64::from(model.max_output_tokens)));
     (f.estimated_input_tokens as f64 * model.input_per_mtok + output as f64 * model.output_per_mtok)
         / 1_000_000.0
+}
+
+fn worse(a: circuit::CircuitState, b: circuit::CircuitState) -> circuit::CircuitState {
+    use circuit::CircuitState::{Closed, HalfOpen, Open};
+    match (a, b) {
+        (Open, _) | (_, Open) => Open,
+        (HalfOpen, _) | (_, HalfOpen) => HalfOpen,
+        (Closed, Closed) => Closed,
+    }
 }
 
 fn wit_task(task: TaskClass) -> ranker::TaskClass {

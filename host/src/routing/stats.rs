@@ -1,7 +1,8 @@
-//! Live per-model statistics the policies see: EWMA latency and time to first token, and an
-//! EWMA success rate. Lock-free on the request path: the map is swapped only when a model is seen
-//! for the first time, and each model's figures are atomics.
+//! Live per-model and per-provider health: EWMA latency and time to first token, an EWMA success
+//! rate, and a circuit breaker. The maps are swapped only when a model or provider is seen for the
+//! first time, so looking one up on the request path takes no lock; the figures are atomics.
 
+use super::circuit::Breaker;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,13 +13,15 @@ const ALPHA: f64 = 0.2;
 
 #[derive(Default)]
 pub struct ModelStats {
-    models: ArcSwap<HashMap<String, Arc<ModelHealth>>>,
+    models: HealthMap,
+    providers: HealthMap,
 }
 
 pub struct ModelHealth {
     latency_ms: AtomicF64,
     ttft_ms: AtomicF64,
     success_rate: AtomicF64,
+    pub breaker: Breaker,
 }
 
 impl Default for ModelHealth {
@@ -27,6 +30,7 @@ impl Default for ModelHealth {
             latency_ms: AtomicF64::new(f64::NAN),
             ttft_ms: AtomicF64::new(f64::NAN),
             success_rate: AtomicF64::new(1.0),
+            breaker: Breaker::default(),
         }
     }
 }
@@ -59,14 +63,27 @@ impl ModelHealth {
 
 impl ModelStats {
     pub fn get(&self, model: &str) -> Arc<ModelHealth> {
-        if let Some(health) = self.models.load().get(model) {
+        self.models.get(model)
+    }
+
+    pub fn provider(&self, provider: &str) -> Arc<ModelHealth> {
+        self.providers.get(provider)
+    }
+}
+
+#[derive(Default)]
+struct HealthMap(ArcSwap<HashMap<String, Arc<ModelHealth>>>);
+
+impl HealthMap {
+    fn get(&self, key: &str) -> Arc<ModelHealth> {
+        if let Some(health) = self.0.load().get(key) {
             return health.clone();
         }
         let mut found = None;
-        self.models.rcu(|models| {
-            let mut next = HashMap::clone(models);
+        self.0.rcu(|map| {
+            let mut next = HashMap::clone(map);
             found = Some(
-                next.entry(model.to_string())
+                next.entry(key.to_string())
                     .or_insert_with(|| Arc::new(ModelHealth::default()))
                     .clone(),
             );

@@ -26,6 +26,8 @@ const SPECIALTY_BONUS: f64 = 0.1;
 /// Latency score for every candidate until at least two have been observed: with nothing to
 /// compare against, no candidate is favoured or punished.
 const NEUTRAL_LATENCY_SCORE: f64 = 0.5;
+/// Added to a factor's weight when the request asks for it.
+const REQUIREMENT_WEIGHT: f64 = 2.4;
 /// A candidate this many times dearer than the cheapest scores 0 on cost.
 const COST_SPAN: f64 = 1000.0;
 /// A candidate this many times slower than the fastest scores 0 on latency.
@@ -45,14 +47,16 @@ impl Weights {
             quality: 0.4,
             latency: 0.3,
         };
+        // A requirement makes its factor about 80% of the score (when it is the only one), so
+        // `low_cost` picks the cheapest capable model rather than merely leaning towards it.
         if r.low_cost {
-            w.cost += 0.6;
+            w.cost += REQUIREMENT_WEIGHT;
         }
         if r.high_quality {
-            w.quality += 0.6;
+            w.quality += REQUIREMENT_WEIGHT;
         }
         if r.low_latency {
-            w.latency += 0.6;
+            w.latency += REQUIREMENT_WEIGHT;
         }
         let total = w.cost + w.quality + w.latency;
         Weights {

@@ -1,0 +1,199 @@
+//! The failover loop shared by streamed and non-streamed completions.
+//!
+//! The ranked route is the fallback chain. Each round walks it in order, skipping candidates
+//! whose circuit is open or whose provider is backing off after a rate limit; a retryable failure
+//! moves on to the next candidate. When a round ends with attempts and time left, the next round
+//! starts after a jittered exponential pause, retrying only candidates whose failure was
+//! transient. Non-retryable errors (bad request, auth, content filtered) end the request at once.
+
+use super::{Gateway, GatewayError, empty_route};
+use crate::config::{Config, ModelConfig};
+use crate::plugins::bindings::types::ErrorClass;
+use crate::routing::circuit::BreakerSettings;
+use crate::routing::{Route, RouteError};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// A successful attempt: its value, the model that produced it and how many attempts it took.
+pub(super) struct Won<'r, T> {
+    pub value: T,
+    pub model: &'r ModelConfig,
+    pub attempts: u32,
+}
+
+impl Gateway {
+    pub(super) async fn failover<'r, T, Fut>(
+        &self,
+        route: &'r Route,
+        config: &Config,
+        started: Instant,
+        mut attempt: impl FnMut(&'r ModelConfig) -> Fut,
+    ) -> Result<Won<'r, T>, GatewayError>
+    where
+        Fut: Future<Output = Result<T, GatewayError>>,
+    {
+        let routing = &config.gateway.routing;
+        let breaker = BreakerSettings {
+            failure_threshold: routing.circuit_failure_threshold,
+            open_for: Duration::from_millis(routing.circuit_open_ms),
+        };
+        let deadline = started + Duration::from_millis(config.gateway.server.request_timeout_ms);
+        let mut attempts = 0u32;
+        let mut last_error: Option<GatewayError> = None;
+        let mut skipped: Vec<String> = Vec::new();
+        // Candidates not worth a second round: their failure was not transient.
+        let mut settled: HashSet<&str> = HashSet::new();
+        for round in 0u32.. {
+            let mut tried = false;
+            for model in &route.chain {
+                if attempts >= routing.max_attempts || Instant::now() >= deadline {
+                    break;
+                }
+                if settled.contains(model.id.as_str()) {
+                    continue;
+                }
+                let now = Instant::now();
+                let provider = self.stats.provider(&model.provider);
+                let health = self.stats.get(&model.id);
+                if let Err(why) = provider
+                    .breaker
+                    .available(now)
+                    .and_then(|()| health.breaker.available(now))
+                {
+                    skipped.push(format!("{}: {why}", model.id));
+                    continue;
+                }
+                if !provider.breaker.admit(now) {
+                    continue;
+                }
+                if !health.breaker.admit(now) {
+                    provider.breaker.release_probe();
+                    continue;
+                }
+                attempts += 1;
+                tried = true;
+                match attempt(model).await {
+                    Ok(value) => {
+                        provider.breaker.record_success();
+                        health.breaker.record_success();
+                        return Ok(Won {
+                            value,
+                            model,
+                            attempts,
+                        });
+                    }
+                    Err(error) => {
+                        let now = Instant::now();
+                        self.record_failure(model, attempts as usize - 1, &error);
+                        if counts_against_circuit(&error) {
+                            if health.breaker.record_failure(breaker, now) {
+                                tracing::warn!(model = model.id, "circuit opened");
+                            }
+                            if provider.breaker.record_failure(breaker, now) {
+                                tracing::warn!(
+                                    provider = model.provider,
+                                    "provider circuit opened"
+                                );
+                            }
+                        } else {
+                            // The upstream answered: it is alive, whatever it said.
+                            provider.breaker.record_success();
+                            health.breaker.record_success();
+                        }
+                        if let GatewayError::Upstream {
+                            class: ErrorClass::RateLimited,
+                            retry_after_ms: Some(ms),
+                            ..
+                        } = &error
+                        {
+                            provider.breaker.back_off(now + Duration::from_millis(*ms));
+                            tracing::info!(
+                                provider = model.provider,
+                                retry_after_ms = ms,
+                                "backing off a rate-limited provider"
+                            );
+                        }
+                        if !is_transient(&error) {
+                            settled.insert(model.id.as_str());
+                        }
+                        let retryable = error.retryable();
+                        last_error = Some(error);
+                        if !retryable {
+                            return Err(last_error.unwrap_or_else(empty_route));
+                        }
+                    }
+                }
+            }
+            if !tried || attempts >= routing.max_attempts {
+                break;
+            }
+            let pause = backoff(routing.backoff_base_ms, routing.backoff_max_ms, round);
+            if Instant::now() + pause >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        Err(last_error.unwrap_or_else(|| {
+            GatewayError::Route(RouteError::NoCandidate {
+                reasons: if skipped.is_empty() {
+                    vec!["no attempt could be made before the deadline".into()]
+                } else {
+                    skipped
+                },
+            })
+        }))
+    }
+}
+
+/// Failures that say something about the upstream's health.
+fn counts_against_circuit(error: &GatewayError) -> bool {
+    match error {
+        GatewayError::Upstream { class, .. } => matches!(
+            class,
+            ErrorClass::Server
+                | ErrorClass::Overloaded
+                | ErrorClass::Timeout
+                | ErrorClass::InvalidResponse
+        ),
+        GatewayError::Plugin { .. } => true,
+        GatewayError::InvalidRequest { .. } | GatewayError::Route(_) => false,
+    }
+}
+
+/// Failures that may go away if the same candidate is tried again.
+fn is_transient(error: &GatewayError) -> bool {
+    matches!(
+        error,
+        GatewayError::Upstream {
+            class: ErrorClass::Server
+                | ErrorClass::Overloaded
+                | ErrorClass::Timeout
+                | ErrorClass::RateLimited,
+            ..
+        }
+    )
+}
+
+/// Full-jitter exponential back-off: uniformly up to `base * 2^round`, capped.
+fn backoff(base_ms: u64, max_ms: u64, round: u32) -> Duration {
+    let ceiling = base_ms
+        .saturating_mul(1u64 << round.min(20))
+        .min(max_ms)
+        .max(1);
+    Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for _ in 0..100 {
+            let first = backoff(100, 2000, 0).as_millis();
+            assert!((50..=100).contains(&first), "{first}");
+            let late = backoff(100, 2000, 10).as_millis();
+            assert!((1000..=2000).contains(&late), "{late}");
+        }
+    }
+}
