@@ -38,7 +38,12 @@ impl Switchable {
                     br#"{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}"#.to_vec(),
                 );
             }
-            openai_completion(request.body["model"].as_str().unwrap_or(name), &format!("from {name}"))
+            let model = request.body["model"].as_str().unwrap_or(name);
+            if request.body["stream"] == true {
+                openai_stream(model, &format!("from {name}"))
+            } else {
+                openai_completion(model, &format!("from {name}"))
+            }
         })
         .await;
         Switchable {
@@ -108,6 +113,20 @@ async fn a_failing_provider_opens_its_circuit_and_a_probe_closes_it_on_recovery(
         "alpha must be skipped once its circuit is open"
     );
     assert_eq!(beta.calls(), 10);
+    let status: serde_json::Value =
+        serde_json::from_str(&gateway.get_text("/v1/providers").await).unwrap();
+    let alpha_status = status["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "alpha")
+        .unwrap()
+        .clone();
+    assert_eq!(alpha_status["circuit"], "open", "{alpha_status}");
+    assert!(
+        alpha_status["success_rate"].as_f64().unwrap() < 0.8,
+        "{alpha_status}"
+    );
 
     // Alpha recovers; once the circuit's open time is over, one probe goes through and closes it.
     alpha.failing.store(false, Ordering::SeqCst);
@@ -183,6 +202,9 @@ quality = 0.5
     config
         .add_provider("plugins/dist/openai.wasm", "openai")
         .add_policy("policies/dist/balanced.wasm", "balanced");
+    for policy in ["cost", "latency", "quality"] {
+        config.add_policy(&format!("policies/dist/{policy}.wasm"), policy);
+    }
     let gateway = GatewayProcess::start(&config, &[("ROUTING_KEY", KEY)]).await;
     (upstream, config, gateway)
 }
@@ -230,6 +252,30 @@ async fn requirements_pick_the_cheapest_the_best_and_the_fastest() {
         auto_with(&gateway, json!({"low_cost": true}), "hi").await,
         "small-window"
     );
+    // A latency ceiling drops the models observed to be slower (150 ms) than it.
+    assert_eq!(
+        auto_with(&gateway, json!({"max_latency_ms": 100}), &long_prompt).await,
+        "fast"
+    );
+
+    // The dedicated policies, named per request.
+    let with_policy = async |policy: &str, prompt: &str| {
+        let (status, headers, body) = gateway
+            .chat(json!({"model": "auto", "policy": policy, "messages": user_message(prompt)}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(header(&headers, "x-gateway-policy"), policy);
+        header(&headers, "x-gateway-model").to_string()
+    };
+    // Chat's quality floor is 0.6: small-window (0.5) misses it, cheap (0.6) is the cheapest
+    // that meets it. Code's floor is 0.85: only smart meets it.
+    assert_eq!(with_policy("cost", "hello there").await, "cheap");
+    assert_eq!(
+        with_policy("cost", "Write a Python function that parses JSON").await,
+        "smart"
+    );
+    assert_eq!(with_policy("quality", "hello there").await, "smart");
+    assert_eq!(with_policy("latency", "hello there").await, "fast");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -291,4 +337,113 @@ async fn a_prompt_needing_150k_tokens_never_goes_to_a_smaller_window() {
             .iter()
             .all(|r| r.body["model"] != "window-128k")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_that_returns_garbage_cannot_break_routing() {
+    let upstream = ReplayUpstream::start(|request| {
+        openai_completion(request.body["model"].as_str().unwrap_or_default(), "ok")
+    })
+    .await;
+    let provider = format!(
+        "[mock]\nadapter = \"openai\"\napi_key_env = \"ROUTING_KEY\"\nbase_url = \"{}/v1\"\n",
+        upstream.base_url
+    );
+    let models = [
+        model_entry("cheap", "mock", 1.0, 0.6),
+        model_entry("smart", "mock", 20.0, 0.95),
+    ]
+    .concat();
+    let config = TestConfig::new("", &provider, &models);
+    config
+        .add_provider("plugins/dist/openai.wasm", "openai")
+        .add_policy("policies/dist/balanced.wasm", "balanced")
+        .add_policy("tests/guests/dist/garbage.wasm", "garbage");
+    let gateway = GatewayProcess::start(&config, &[("ROUTING_KEY", KEY)]).await;
+
+    // Each kind of garbage: an unknown id, NaN scores, a duplicate, an empty list.
+    let prompts = [
+        "Write a Python function that sorts a list",
+        "Solve the equation 2x + 3 = 7",
+        "Write a haiku about autumn",
+        "hello there",
+    ];
+    for prompt in prompts {
+        let (status, headers, body) = gateway
+            .chat(json!({"model": "auto", "policy": "garbage", "messages": user_message(prompt)}))
+            .await;
+        assert_eq!(status, 200, "{prompt}: {body}");
+        // The default policy ranked instead, and only real candidates were called.
+        assert_eq!(header(&headers, "x-gateway-policy"), "balanced", "{prompt}");
+        assert!(["cheap", "smart"].contains(&header(&headers, "x-gateway-model")));
+    }
+    assert!(
+        upstream
+            .requests()
+            .iter()
+            .all(|r| ["cheap", "smart"].contains(&r.body["model"].as_str().unwrap_or("")))
+    );
+    let metrics = gateway.get_text("/metrics").await;
+    assert!(
+        metrics.contains("aigw_policy_fallbacks_total{policy=\"garbage\"} 4"),
+        "{metrics}"
+    );
+    let log = gateway.log();
+    for why in [
+        "not a candidate",
+        "non-finite score",
+        "twice",
+        "empty ranking",
+    ] {
+        assert!(log.contains(why), "the log does not say '{why}'");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_garbage_default_policy_falls_back_to_cheapest_first() {
+    let upstream = ReplayUpstream::start(|request| {
+        openai_completion(request.body["model"].as_str().unwrap_or_default(), "ok")
+    })
+    .await;
+    let provider = format!(
+        "[mock]\nadapter = \"openai\"\napi_key_env = \"ROUTING_KEY\"\nbase_url = \"{}/v1\"\n",
+        upstream.base_url
+    );
+    let models = [
+        model_entry("cheap", "mock", 1.0, 0.6),
+        model_entry("smart", "mock", 20.0, 0.95),
+    ]
+    .concat();
+    let config = TestConfig::new(
+        "\n[routing]\ndefault_policy = \"garbage\"\n",
+        &provider,
+        &models,
+    );
+    config
+        .add_provider("plugins/dist/openai.wasm", "openai")
+        .add_policy("tests/guests/dist/garbage.wasm", "garbage");
+    let gateway = GatewayProcess::start(&config, &[("ROUTING_KEY", KEY)]).await;
+    let (status, headers, body) = gateway
+        .chat(json!({"model": "auto", "messages": user_message("hello there")}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-gateway-policy"), "builtin-cheapest");
+    assert_eq!(header(&headers, "x-gateway-model"), "cheap");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_fails_over_before_its_first_byte() {
+    let (alpha, beta, _config, gateway) =
+        two_providers("backoff_base_ms = 1\nbackoff_max_ms = 5\n").await;
+    alpha.failing.store(true, Ordering::SeqCst);
+    let (status, headers, events) = gateway
+        .chat_stream(json!({"model": "auto", "messages": user_message("hello"), "stream": true}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-gateway-model"), "beta-model");
+    assert_eq!(header(&headers, "x-gateway-attempts"), "2");
+    let stream = reassemble(&events);
+    assert!(stream.done && stream.error.is_none(), "{events:?}");
+    assert_eq!(stream.text, "from beta");
+    assert_eq!((alpha.calls(), beta.calls()), (1, 1));
 }

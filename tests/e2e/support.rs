@@ -724,3 +724,21 @@ pub fn openai_completion(model: &str, text: &str) -> Canned {
         .into_bytes(),
     )
 }
+
+/// The same answer as `openai_completion`, streamed in OpenAI's format with usage and `[DONE]`.
+pub fn openai_stream(model: &str, text: &str) -> Canned {
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-replay", "object": "chat.completion.chunk", "created": 1,
+               "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let events = [
+        chunk(json!({"role": "assistant", "content": text}), Value::Null),
+        chunk(json!({}), json!("stop")),
+        json!({"id": "chatcmpl-replay", "object": "chat.completion.chunk", "created": 1,
+               "model": model, "choices": [],
+               "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}),
+    ];
+    let mut body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    body.push_str("data: [DONE]\n\n");
+    Canned::sse(body.into_bytes())
+}

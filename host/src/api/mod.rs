@@ -24,6 +24,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
+        .route("/v1/providers", get(providers))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -254,6 +255,19 @@ async fn models(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> 
         })
         .collect();
     Json(json!({"object": "list", "data": data}))
+}
+
+async fn providers(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let providers: Vec<serde_json::Value> = gateway
+        .provider_status()
+        .into_iter()
+        .map(|p| {
+            let mut value = serde_json::to_value(&p).unwrap_or_default();
+            value["configured"] = json!(p.unavailable.is_none());
+            value
+        })
+        .collect();
+    Json(json!({"object": "list", "data": providers}))
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -150,6 +150,21 @@ pub fn error_class_label(class: ErrorClass) -> &'static str {
     }
 }
 
+/// A provider as `GET /v1/providers` (and MCP's `get_provider_status`) reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProviderStatus {
+    pub id: String,
+    pub adapter: String,
+    /// Why it cannot be used (no key, adapter not loaded, disabled), if it cannot.
+    pub unavailable: Option<String>,
+    pub circuit: &'static str,
+    /// Set while the circuit is open or a rate-limit back-off runs.
+    pub backing_off: Option<String>,
+    pub success_rate: f64,
+    pub ewma_latency_ms: Option<f64>,
+    pub models: Vec<String>,
+}
+
 /// One routing decision with the snapshot it was made against.
 type Routed = (
     Arc<ConfigState>,
@@ -320,6 +335,49 @@ impl Gateway {
         }
     }
 
+    /// Every configured provider: whether it can be used, and its live health.
+    pub fn provider_status(&self) -> Vec<ProviderStatus> {
+        let state = self.config();
+        let components = self.registry.snapshot();
+        let router = Router {
+            config: &state.config,
+            credentials: &state.credentials,
+            components: &components,
+            stats: &self.stats,
+            runtime: self.registry.runtime(),
+            limits: Self::call_limits(&state.config),
+        };
+        let now = Instant::now();
+        state
+            .config
+            .providers
+            .iter()
+            .map(|(id, provider)| {
+                let health = self.stats.provider(id);
+                ProviderStatus {
+                    id: id.clone(),
+                    adapter: provider.adapter.clone(),
+                    unavailable: router.provider_unavailable(id),
+                    circuit: match health.breaker.state(now) {
+                        crate::routing::circuit::CircuitState::Closed => "closed",
+                        crate::routing::circuit::CircuitState::HalfOpen => "half-open",
+                        crate::routing::circuit::CircuitState::Open => "open",
+                    },
+                    backing_off: health.breaker.available(now).err(),
+                    success_rate: health.success_rate(),
+                    ewma_latency_ms: health.latency_ms(),
+                    models: state
+                        .config
+                        .models
+                        .iter()
+                        .filter(|m| &m.provider == id)
+                        .map(|m| m.id.clone())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
     /// Ready once the components have loaded, until draining starts.
     pub fn is_ready(&self) -> bool {
         self.loaded.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
@@ -402,9 +460,7 @@ impl Gateway {
             ));
         }
         let latency = started.elapsed();
-        self.stats
-            .get(&model.id)
-            .record_success(upstream_latency.as_secs_f64() * 1000.0, None);
+        self.record_latency(model, upstream_latency, None);
         let cost_usd = response
             .usage
             .as_ref()
@@ -524,8 +580,19 @@ impl Gateway {
     }
 
     /// Counts a failed attempt and reports whether the next candidate may be tried.
+    /// Feeds a success's latency to the model's and the provider's health.
+    fn record_latency(&self, model: &ModelConfig, latency: Duration, ttft: Option<Duration>) {
+        let ms = latency.as_secs_f64() * 1000.0;
+        let ttft = ttft.map(|t| t.as_secs_f64() * 1000.0);
+        self.stats.get(&model.id).record_success(ms, ttft);
+        self.stats
+            .provider(&model.provider)
+            .record_success(ms, ttft);
+    }
+
     fn record_failure(&self, model: &ModelConfig, attempt: usize, error: &GatewayError) -> bool {
         self.stats.get(&model.id).record_failure();
+        self.stats.provider(&model.provider).record_failure();
         self.metrics
             .upstream_errors
             .get_or_create(&RequestLabels {

@@ -194,10 +194,7 @@ impl Gateway {
             assembler.usage = Some(crate::tokens::estimate_usage(&request, &assembler.output));
         }
         let latency = started.elapsed();
-        self.stats.get(&model.id).record_success(
-            latency.as_secs_f64() * 1000.0,
-            Some(ttft.as_secs_f64() * 1000.0),
-        );
+        self.record_latency(&model, latency, Some(ttft));
         self.record_success(&model, assembler.usage.as_ref(), latency);
         if let Some(usage) = assembler.usage {
             let _ = tx.send(StreamChunk::Usage(usage)).await;

@@ -230,6 +230,19 @@ impl Router<'_> {
         if candidates.iter().any(|m| !m.fallback_only) {
             candidates.retain(|m| !m.fallback_only);
         }
+        // A latency ceiling is a preference: models observed to be slower are dropped only
+        // while others remain.
+        if let Some(max) = f.requirements.max_latency_ms {
+            let within = |m: &&ModelConfig| {
+                self.stats
+                    .get(&m.id)
+                    .latency_ms()
+                    .is_none_or(|observed| observed <= f64::from(max))
+            };
+            if candidates.iter().any(within) {
+                candidates.retain(within);
+            }
+        }
         let default_policy = &self.config.gateway.routing.default_policy;
         let wanted = policy.unwrap_or(default_policy);
         if policy.is_some() && !self.components.policies.contains_key(wanted) {
