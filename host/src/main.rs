@@ -146,7 +146,16 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
         println!("listening on http://{bound}");
 
         let draining = gateway.clone();
-        axum::serve(listener, api::router(gateway))
+        let keys = api::ApiKeys::from_env();
+        if keys.enabled() {
+            tracing::info!("API keys are required on every endpoint but /health");
+        } else {
+            tracing::warn!(
+                "no API keys configured ({}): every endpoint is open to anyone who can reach it",
+                api::auth::KEYS_ENV
+            );
+        }
+        axum::serve(listener, api::router(gateway, keys))
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
                 tracing::info!("shutting down: draining in-flight requests");

@@ -5,6 +5,7 @@ mod cli;
 mod config_reload;
 mod faults;
 mod hot_reload;
+mod http_api;
 mod openapi;
 mod providers;
 mod roundtrip;

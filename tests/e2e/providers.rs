@@ -541,18 +541,7 @@ async fn usage_a_provider_does_not_report_is_counted_and_marked_estimated() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_bundled_config_answers_offline_through_the_simulated_provider() {
     // The README's run command: bundled config, no keys at all.
-    let config = TestConfig::new("", "", "");
-    for file in ["providers.toml", "models.toml"] {
-        std::fs::copy(
-            repo_root().join("config").join(file),
-            config.path().join(file),
-        )
-        .unwrap();
-    }
-    for adapter in ["openai", "anthropic", "gemini"] {
-        config.add_provider(&format!("plugins/dist/{adapter}.wasm"), adapter);
-    }
-    config.add_policy("policies/dist/balanced.wasm", "balanced");
+    let config = bundled_config("");
     let gateway = GatewayProcess::start(&config, &[]).await;
 
     let (status, headers, body) = gateway

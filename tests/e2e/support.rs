@@ -29,6 +29,7 @@ const PROVIDER_ENV: &[&str] = &[
     "PORT",
     "AIGW_CONFIG",
     "AIGW_DATA_DIR",
+    "GATEWAY_API_KEYS",
 ];
 
 pub fn repo_root() -> PathBuf {
@@ -112,6 +113,10 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     pub async fn start(config: &TestConfig, env: &[(&str, &str)]) -> Self {
+        Self::start_inner(config, env, None).await
+    }
+
+    async fn start_inner(config: &TestConfig, env: &[(&str, &str)], key: Option<&str>) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(GATEWAY);
         command
@@ -170,15 +175,24 @@ impl GatewayProcess {
             log,
             _data_dir: data_dir,
         };
-        gateway.wait_ready().await;
+        gateway.wait_ready(key).await;
         gateway
     }
 
-    async fn wait_ready(&self) {
+    /// Starts a gateway that requires API keys; `key` is one of them, used to poll readiness.
+    pub async fn start_with_key(config: &TestConfig, env: &[(&str, &str)], key: &str) -> Self {
+        Self::start_inner(config, env, Some(key)).await
+    }
+
+    async fn wait_ready(&self, key: Option<&str>) {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(r) = client.get(format!("{}/ready", self.base)).send().await
+            let mut request = client.get(format!("{}/ready", self.base));
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            if let Ok(r) = request.send().await
                 && r.status().is_success()
             {
                 return;
@@ -741,4 +755,24 @@ pub fn openai_stream(model: &str, text: &str) -> Canned {
     let mut body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
     body.push_str("data: [DONE]\n\n");
     Canned::sse(body.into_bytes())
+}
+
+/// The bundled `config/` providers and models, with every built adapter and policy: what the
+/// README's run command serves (with no keys, through the simulated provider).
+pub fn bundled_config(gateway_extra: &str) -> TestConfig {
+    let config = TestConfig::new(gateway_extra, "", "");
+    for file in ["providers.toml", "models.toml"] {
+        std::fs::copy(
+            repo_root().join("config").join(file),
+            config.path().join(file),
+        )
+        .unwrap();
+    }
+    for adapter in ["openai", "anthropic", "gemini"] {
+        config.add_provider(&format!("plugins/dist/{adapter}.wasm"), adapter);
+    }
+    for policy in ["balanced", "cost", "latency", "quality"] {
+        config.add_policy(&format!("policies/dist/{policy}.wasm"), policy);
+    }
+    config
 }

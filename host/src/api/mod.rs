@@ -1,9 +1,12 @@
 //! The HTTP front door. Handlers translate wire formats and call the `Gateway`; no routing or
 //! provider logic lives here.
 
+pub mod auth;
 mod chat;
 mod error;
+mod unified;
 
+pub use auth::ApiKeys;
 pub use error::ApiError;
 
 use crate::pipeline::Gateway;
@@ -19,10 +22,11 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub fn router(gateway: Arc<Gateway>) -> Router {
+pub fn router(gateway: Arc<Gateway>, keys: ApiKeys) -> Router {
     let max_body = gateway.config().config.gateway.server.max_body_bytes;
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/unified_completion", post(unified::unified_completion))
         .route("/v1/models", get(models))
         .route("/v1/providers", get(providers))
         .route("/health", get(health))
@@ -30,6 +34,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(keys),
+            auth::require_key,
+        ))
         .layer(middleware::from_fn(request_id))
         .with_state(gateway)
 }
@@ -58,34 +66,18 @@ struct RequestId(String);
 async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    axum::Extension(caller): axum::Extension<auth::Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        ApiError {
-            status,
-            kind: "invalid_request_error",
-            code: (status == StatusCode::PAYLOAD_TOO_LARGE).then(|| "request_too_large".into()),
-            param: None,
-            message: if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!(
-                    "the request body is larger than this gateway accepts ({} bytes); \
-                     send a shorter prompt",
-                    gateway.config().config.gateway.server.max_body_bytes
-                )
-            } else {
-                format!("cannot read the request body: {rejection}")
-            },
-            retry_after_secs: None,
-        }
-    })?;
+    let body = read_body(&gateway, body)?;
     let request: chat::ChatCompletionRequest = parse_json(&body)?;
     let include_usage = request
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let stream = request.stream;
-    let input = request.into_input(None)?;
+    let input = request.into_input(caller.key_id)?;
+
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -199,8 +191,32 @@ fn route_headers(
     );
 }
 
+/// The request body, or an OpenAI-shaped error saying why it could not be read.
+fn read_body(gateway: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let too_large = status == StatusCode::PAYLOAD_TOO_LARGE;
+        ApiError {
+            status,
+            kind: "invalid_request_error",
+            code: too_large.then(|| "request_too_large".into()),
+            param: None,
+            message: if too_large {
+                format!(
+                    "the request body is larger than this gateway accepts ({} bytes); \
+                     send a shorter prompt",
+                    gateway.config().config.gateway.server.max_body_bytes
+                )
+            } else {
+                format!("cannot read the request body: {rejection}")
+            },
+            retry_after_secs: None,
+        }
+    })
+}
+
 /// Parses JSON and names the field that is wrong, e.g. `messages[0].role: invalid type`.
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "the request body is empty; send a JSON object",

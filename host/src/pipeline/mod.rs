@@ -16,8 +16,8 @@ use crate::metrics::{
 };
 use crate::plugins::bindings::adapter::ProviderContext;
 use crate::plugins::bindings::types::{
-    CompletionRequest, CompletionResponse, ContentPart, ErrorClass, ProviderError, ResponseFormat,
-    Role, Usage,
+    CompletionRequest, CompletionResponse, ContentPart, ErrorClass, FinishReason, ProviderError,
+    ResponseFormat, Role, Usage,
 };
 use crate::plugins::{
     CallLimits, ComponentKind, ComponentSet, PluginFault, Registry, ReloadOutcome,
@@ -76,6 +76,107 @@ pub struct Completion {
     pub attempts: u32,
     pub cost_usd: f64,
     pub latency: Duration,
+}
+
+/// A completion as the gateway's own front doors report it (`POST /unified_completion` and the
+/// MCP `unified_completion` tool): the answer plus what it cost and why it went where it went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompletionSummary {
+    pub text: String,
+    pub model: String,
+    pub provider: String,
+    pub finish_reason: &'static str,
+    pub tool_calls: Vec<ToolCallSummary>,
+    pub tokens: TokenSummary,
+    pub cost_usd: f64,
+    /// Whether the answer came from the gateway's cache.
+    pub cached: bool,
+    pub latency_ms: u64,
+    pub attempts: u32,
+    pub routing: RoutingSummary,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ToolCallSummary {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenSummary {
+    pub input: u64,
+    pub cached_input: u64,
+    pub output: u64,
+    /// True when counted by the gateway because the provider reported none.
+    pub estimated: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoutingSummary {
+    pub policy: String,
+    pub reason: String,
+    pub task: &'static str,
+    pub task_confidence: f32,
+    pub candidates: Vec<CandidateScore>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CandidateScore {
+    pub model: String,
+    pub score: f64,
+}
+
+impl Completion {
+    pub fn summary(&self) -> CompletionSummary {
+        let usage = self.response.usage.as_ref();
+        CompletionSummary {
+            text: output_text_only(&self.response),
+            model: self.model.clone(),
+            provider: self.provider.clone(),
+            finish_reason: match self.response.finish_reason {
+                FinishReason::Stop | FinishReason::Other => "stop",
+                FinishReason::Length => "length",
+                FinishReason::ToolCalls => "tool_calls",
+                FinishReason::ContentFilter => "content_filter",
+            },
+            tool_calls: self
+                .response
+                .tool_calls
+                .iter()
+                .map(|c| ToolCallSummary {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                })
+                .collect(),
+            tokens: TokenSummary {
+                input: usage.map_or(0, |u| u.input_tokens),
+                cached_input: usage.map_or(0, |u| u.cached_input_tokens),
+                output: usage.map_or(0, |u| u.output_tokens),
+                estimated: usage.is_some_and(|u| u.estimated),
+            },
+            cost_usd: self.cost_usd,
+            cached: false,
+            latency_ms: u64::try_from(self.latency.as_millis()).unwrap_or(u64::MAX),
+            attempts: self.attempts,
+            routing: RoutingSummary {
+                policy: self.route.policy.clone(),
+                reason: self.route.reason.clone(),
+                task: self.route.task.as_str(),
+                task_confidence: self.route.task_confidence,
+                candidates: self
+                    .route
+                    .scores
+                    .iter()
+                    .map(|(model, score)| CandidateScore {
+                        model: model.clone(),
+                        score: *score,
+                    })
+                    .collect(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -667,16 +768,21 @@ impl Gateway {
     }
 }
 
-/// Everything the model generated, as text, for counting when the provider reports no usage.
-fn output_text(response: &CompletionResponse) -> String {
-    let mut text: String = response
+/// The text parts of a response, in order.
+fn output_text_only(response: &CompletionResponse) -> String {
+    response
         .content
         .iter()
         .filter_map(|p| match p {
             ContentPart::Text(t) => Some(t.as_str()),
             ContentPart::Image(_) => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Everything the model generated, as text, for counting when the provider reports no usage.
+fn output_text(response: &CompletionResponse) -> String {
+    let mut text = output_text_only(response);
     for call in &response.tool_calls {
         text.push_str(&call.name);
         text.push_str(&call.arguments);
