@@ -25,11 +25,54 @@ pub fn warm_up() {
     let _ = count_text("warm up");
 }
 
+/// Text up to this size is counted exactly; longer text is counted on a sample and scaled, so
+/// that a huge prompt costs bounded time on the request path.
+const EXACT_LIMIT: usize = 32 * 1024;
+/// A run of this many non-space (or space) characters makes BPE quadratic and its regex
+/// recurse deeply; such text is estimated at four bytes per token instead.
+const PATHOLOGICAL_RUN: usize = 1024;
+
 pub fn count_text(text: &str) -> u64 {
     if text.is_empty() {
         return 0;
     }
-    bpe().encode_ordinary(text).len() as u64
+    if text.len() <= EXACT_LIMIT {
+        return exact_or_estimate(text);
+    }
+    let mut cut = EXACT_LIMIT;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let sample = &text[..cut];
+    let tokens = exact_or_estimate(sample) as f64 * text.len() as f64 / sample.len() as f64;
+    tokens.ceil() as u64
+}
+
+fn exact_or_estimate(text: &str) -> u64 {
+    let estimate = (text.len() as u64).div_ceil(4);
+    if has_long_run(text) {
+        return estimate;
+    }
+    // The tokenizer unwraps its regex engine's errors; a panic must not take the request down.
+    std::panic::catch_unwind(|| bpe().encode_ordinary(text).len() as u64).unwrap_or(estimate)
+}
+
+fn has_long_run(text: &str) -> bool {
+    let mut run = 0usize;
+    let mut last_space = None;
+    for c in text.chars() {
+        let space = c.is_whitespace();
+        run = if last_space == Some(space) {
+            run + 1
+        } else {
+            1
+        };
+        last_space = Some(space);
+        if run > PATHOLOGICAL_RUN {
+            return true;
+        }
+    }
+    false
 }
 
 /// The prompt's size in tokens: messages, tool calls in the history, and tool definitions.
@@ -77,5 +120,15 @@ mod tests {
         assert_eq!(count_text("hello world"), 2);
         assert_eq!(count_text(""), 0);
         assert!(count_text(&"token ".repeat(1000)) >= 1000);
+    }
+
+    #[test]
+    fn pathological_and_huge_input_is_bounded() {
+        // Would make the tokenizer's regex overflow its stack, or BPE go quadratic.
+        assert_eq!(count_text(&" ".repeat(1_000_000)), 250_000);
+        assert_eq!(count_text(&"a".repeat(4_000_000)), 1_000_000);
+        // Large normal text is scaled from an exact sample: within a few percent.
+        let tokens = count_text(&"word ".repeat(150_000));
+        assert!((145_000..=155_000).contains(&tokens), "{tokens}");
     }
 }

@@ -100,6 +100,23 @@ async fn faulty_plugins_fail_only_their_own_request() {
         assert!(metrics.contains(&line), "missing {line} in\n{metrics}");
     }
 
+    // A fault while building a request is about that request: however often a client sends
+    // one, the provider's and the model's circuits stay closed for everyone else.
+    for _ in 0..8 {
+        let (status, _, _) = gateway.chat(request("trap-model")).await;
+        assert_eq!(status, 502);
+    }
+    let providers = gateway.get_text("/v1/providers").await;
+    let providers: Value = serde_json::from_str(&providers).unwrap();
+    let trapper = providers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "trapper")
+        .unwrap()
+        .clone();
+    assert_eq!(trapper["circuit"], "closed", "{trapper}");
+
     // The host is still healthy and serving afterwards.
     assert_eq!(gateway.get_text("/health").await, r#"{"status":"ok"}"#);
     let (status, _, _) = gateway.chat(request("ok-model")).await;

@@ -153,3 +153,29 @@ async fn a_provider_without_a_key_is_unconfigured_not_a_startup_error() {
     assert!(message.contains("set OPENAI_API_KEY"), "{message}");
     assert!(mock.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adapter_never_chooses_where_a_key_is_sent() {
+    // A keyed provider with no base_url in the config: the adapter's default URL would decide
+    // where the key goes, so the gateway refuses to use the provider at all.
+    let provider = "[openai]\nadapter = \"openai\"\napi_key_env = \"OPENAI_API_KEY\"\n";
+    let config = TestConfig::new("", provider, &model_entry("gpt-5", "openai", 10.0, 0.95));
+    config
+        .add_provider("plugins/dist/openai.wasm", "openai")
+        .add_policy("policies/dist/balanced.wasm", "balanced");
+    let gateway = GatewayProcess::start(&config, &[("OPENAI_API_KEY", KEY)]).await;
+    let (status, _, body) = gateway
+        .chat(json!({"model": "gpt-5", "messages": user_message("hi")}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no base_url in providers.toml"),
+        "{message}"
+    );
+    let providers = gateway.get_text("/v1/providers").await;
+    assert!(
+        providers.contains("does not let an adapter component choose where a key is sent"),
+        "{providers}"
+    );
+}

@@ -447,3 +447,51 @@ async fn a_stream_fails_over_before_its_first_byte() {
     assert_eq!(stream.text, "from beta");
     assert_eq!((alpha.calls(), beta.calls()), (1, 1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_deadline_holds_while_an_upstream_thinks() {
+    let upstream = ReplayUpstream::start(|request| Canned {
+        delay: Duration::from_secs(5),
+        ..openai_completion(request.body["model"].as_str().unwrap_or_default(), "late")
+    })
+    .await;
+    let provider = format!(
+        "[mock]\nadapter = \"openai\"\napi_key_env = \"ROUTING_KEY\"\nbase_url = \"{}/v1\"\n",
+        upstream.base_url
+    );
+    let config = TestConfig::new(
+        "\n[server]\n",
+        &provider,
+        &model_entry("slow", "mock", 1.0, 0.8),
+    );
+    // The [server] table is written by TestConfig; set the deadline in it.
+    let gateway_toml = std::fs::read_to_string(config.path().join("gateway.toml"))
+        .unwrap()
+        .replace(
+            "[server]\nlisten",
+            "[server]\nrequest_timeout_ms = 700\nlisten",
+        )
+        .replace("\n[server]\n\n", "\n");
+    std::fs::write(config.path().join("gateway.toml"), gateway_toml).unwrap();
+    config
+        .add_provider("plugins/dist/openai.wasm", "openai")
+        .add_policy("policies/dist/balanced.wasm", "balanced");
+    let gateway = GatewayProcess::start(&config, &[("ROUTING_KEY", KEY)]).await;
+    let started = Instant::now();
+    let (status, _, body) = gateway
+        .chat(json!({"model": "slow", "messages": user_message("take your time")}))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request deadline"),
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "the deadline was not enforced: {took:?}"
+    );
+}

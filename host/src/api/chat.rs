@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 pub struct ChatCompletionRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
-    #[serde(default)]
+    /// `null` is accepted for every optional field, as the OpenAI spec allows.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tools: Vec<ChatTool>,
     pub tool_choice: Option<Value>,
     pub response_format: Option<Value>,
@@ -31,7 +32,7 @@ pub struct ChatCompletionRequest {
     pub seed: Option<i64>,
     pub presence_penalty: Option<f32>,
     pub frequency_penalty: Option<f32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
     pub user: Option<String>,
@@ -62,9 +63,17 @@ pub struct ChatMessage {
     #[serde(default)]
     pub content: Option<Content>,
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tool_calls: Vec<ChatToolCall>,
     pub tool_call_id: Option<String>,
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,6 +294,14 @@ fn content_part(param: &str, part: Value) -> Result<ContentPart, ApiError> {
             .ok_or_else(|| {
                 ApiError::bad_request(format!("{param}.text must be a string"), Some(param))
             }),
+        // An assistant's earlier refusal, sent back as history, is text to the model.
+        "refusal" => part
+            .get("refusal")
+            .and_then(Value::as_str)
+            .map(|t| ContentPart::Text(t.to_string()))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("{param}.refusal must be a string"), Some(param))
+            }),
         "image_url" => {
             let image = part.get("image_url");
             let url = image
@@ -487,6 +504,7 @@ impl ChunkWriter {
                 });
                 return Some(format!("data: {body}\n\n"));
             }
+            StreamChunk::End => return None,
             StreamChunk::Error(error) => {
                 let api = ApiError::from(error);
                 let body = json!({"error": {
@@ -517,7 +535,7 @@ fn usage_json(usage: &Usage) -> Value {
     let mut json = json!({
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "total_tokens": usage.input_tokens.saturating_add(usage.output_tokens),
         "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_output_tokens},
     });

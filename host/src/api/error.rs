@@ -80,6 +80,14 @@ impl From<GatewayError> for ApiError {
             GatewayError::Plugin { .. } => {
                 api.kind = "plugin_error";
             }
+            GatewayError::Internal(_) => {
+                api.status = StatusCode::INTERNAL_SERVER_ERROR;
+                api.kind = "internal_error";
+            }
+            GatewayError::Unsupported { .. } => {
+                api.status = StatusCode::BAD_REQUEST;
+                api.kind = "invalid_request_error";
+            }
             GatewayError::Upstream {
                 class,
                 retry_after_ms,

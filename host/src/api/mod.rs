@@ -131,12 +131,21 @@ fn stream_response(
                 return None;
             }
             loop {
-                let Some(chunk) = chunks.recv().await else {
-                    let done = Bytes::from_static(b"data: [DONE]\n\n");
-                    return Some((
-                        Ok::<_, std::convert::Infallible>(done),
-                        (chunks, writer, true),
-                    ));
+                let chunk = match chunks.recv().await {
+                    Some(crate::pipeline::StreamChunk::End) => {
+                        let done = Bytes::from_static(b"data: [DONE]\n\n");
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(done),
+                            (chunks, writer, true),
+                        ));
+                    }
+                    Some(chunk) => chunk,
+                    // The producer is gone without signalling the end: say so, never finish.
+                    None => crate::pipeline::StreamChunk::Error(
+                        crate::pipeline::GatewayError::Internal(
+                            "the stream ended unexpectedly inside the gateway".into(),
+                        ),
+                    ),
                 };
                 let failed = matches!(chunk, crate::pipeline::StreamChunk::Error(_));
                 match writer.event(chunk) {

@@ -33,6 +33,7 @@ impl Attempt {
     }
 
     /// Asks the adapter for the upstream request, with the model's upstream id filled in.
+    /// Failures here are about this request on this adapter, not about the provider's health.
     pub fn build_request(&self, request: &CompletionRequest) -> Result<HttpRequest, GatewayError> {
         let mut request = request.clone();
         request.model = self.model.upstream_id().to_string();
@@ -40,8 +41,17 @@ impl Attempt {
             .call_adapter(&self.runtime, self.limits, |guest, store| {
                 guest.call_build_request(store, &self.ctx, &request)
             })
-            .map_err(|f| self.plugin_error(f))?
-            .map_err(|e| self.upstream_error(e))
+            .map_err(|fault| GatewayError::Plugin {
+                fault,
+                provider: self.model.provider.clone(),
+                model: self.model.id.clone(),
+                building: true,
+            })?
+            .map_err(|e| GatewayError::Unsupported {
+                message: e.message,
+                provider: self.model.provider.clone(),
+                model: self.model.id.clone(),
+            })
     }
 
     /// Asks the adapter what a non-2xx response means.
@@ -72,6 +82,7 @@ impl Attempt {
             fault,
             provider: self.model.provider.clone(),
             model: self.model.id.clone(),
+            building: false,
         }
     }
 }

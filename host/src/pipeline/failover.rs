@@ -63,16 +63,44 @@ impl Gateway {
                     skipped.push(format!("{}: {why}", model.id));
                     continue;
                 }
-                if !provider.breaker.admit(now) {
+                let Some(provider_probe) = provider.breaker.admit(now) else {
                     continue;
-                }
-                if !health.breaker.admit(now) {
-                    provider.breaker.release_probe();
+                };
+                let Some(model_probe) = health.breaker.admit(now) else {
+                    if provider_probe {
+                        provider.breaker.release_probe();
+                    }
                     continue;
-                }
+                };
+                // If this future is dropped mid-attempt (the client went away), the guard gives
+                // back the half-open probe slots this attempt took, and only those.
+                let mut probe = ProbeGuard {
+                    held: [
+                        provider_probe.then_some(&provider.breaker),
+                        model_probe.then_some(&health.breaker),
+                    ],
+                    settled: false,
+                };
                 attempts += 1;
                 tried = true;
-                match attempt(model).await {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let outcome = match tokio::time::timeout(left, attempt(model)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(GatewayError::Upstream {
+                        class: ErrorClass::Timeout,
+                        message: format!(
+                            "the request deadline ({} ms, server.request_timeout_ms) passed \
+                             while waiting for the provider",
+                            config.gateway.server.request_timeout_ms
+                        ),
+                        status: None,
+                        retry_after_ms: None,
+                        provider: model.provider.clone(),
+                        model: model.id.clone(),
+                    }),
+                };
+                probe.settled = true;
+                match outcome {
                     Ok(value) => {
                         provider.breaker.record_success();
                         health.breaker.record_success();
@@ -106,7 +134,7 @@ impl Gateway {
                             ..
                         } = &error
                         {
-                            provider.breaker.back_off(now + Duration::from_millis(*ms));
+                            provider.breaker.back_off(now, Duration::from_millis(*ms));
                             tracing::info!(
                                 provider = model.provider,
                                 retry_after_ms = ms,
@@ -145,8 +173,26 @@ impl Gateway {
     }
 }
 
-/// Failures that say something about the upstream's health.
-fn counts_against_circuit(error: &GatewayError) -> bool {
+/// Releases the half-open probe slots an attempt took unless the attempt reached a verdict.
+struct ProbeGuard<'a> {
+    held: [Option<&'a crate::routing::circuit::Breaker>; 2],
+    settled: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            for breaker in self.held.into_iter().flatten() {
+                breaker.release_probe();
+            }
+        }
+    }
+}
+
+/// Failures that say something about the upstream's health. Faults while building the
+/// request, and requests an adapter cannot express, are about the request, not the provider: a
+/// client must not be able to open circuits for everyone with an odd request.
+pub(super) fn counts_against_circuit(error: &GatewayError) -> bool {
     match error {
         GatewayError::Upstream { class, .. } => matches!(
             class,
@@ -155,8 +201,11 @@ fn counts_against_circuit(error: &GatewayError) -> bool {
                 | ErrorClass::Timeout
                 | ErrorClass::InvalidResponse
         ),
-        GatewayError::Plugin { .. } => true,
-        GatewayError::InvalidRequest { .. } | GatewayError::Route(_) => false,
+        GatewayError::Plugin { building, .. } => !building,
+        GatewayError::Unsupported { .. }
+        | GatewayError::InvalidRequest { .. }
+        | GatewayError::Route(_)
+        | GatewayError::Internal(_) => false,
     }
 }
 

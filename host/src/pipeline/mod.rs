@@ -202,6 +202,19 @@ pub enum GatewayError {
         fault: PluginFault,
         provider: String,
         model: String,
+        /// The fault happened while building the upstream request from the client's request.
+        building: bool,
+    },
+    /// Something inside the gateway failed; nothing the caller or provider did.
+    #[error("internal gateway error: {0}")]
+    Internal(String),
+    /// The adapter cannot express this request for its provider (e.g. a response format the
+    /// API lacks): another candidate may.
+    #[error("{provider} ({model}) cannot serve this request: {message}")]
+    Unsupported {
+        message: String,
+        provider: String,
+        model: String,
     },
 }
 
@@ -220,8 +233,12 @@ impl GatewayError {
                 class,
                 ErrorClass::Auth | ErrorClass::BadRequest | ErrorClass::ContentFiltered
             ),
-            GatewayError::Plugin { .. } => true,
-            GatewayError::InvalidRequest { .. } | GatewayError::Route(_) => false,
+            // A fault on the client's request recurs on the same adapter; the next candidate may
+            // use another one.
+            GatewayError::Plugin { .. } | GatewayError::Unsupported { .. } => true,
+            GatewayError::InvalidRequest { .. }
+            | GatewayError::Route(_)
+            | GatewayError::Internal(_) => false,
         }
     }
 
@@ -231,6 +248,8 @@ impl GatewayError {
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::Route(_) => "no_route",
             GatewayError::Plugin { .. } => "plugin_fault",
+            GatewayError::Unsupported { .. } => "unsupported",
+            GatewayError::Internal(_) => "internal",
             GatewayError::Upstream { class, .. } => error_class_label(*class),
         }
     }
@@ -249,6 +268,14 @@ pub fn error_class_label(class: ErrorClass) -> &'static str {
         ErrorClass::Timeout => "timeout",
         ErrorClass::InvalidResponse => "invalid_response",
     }
+}
+
+/// Why a provider with a key but no configured base URL is not used.
+pub fn key_without_base_url(provider: &str) -> String {
+    format!(
+        "provider '{provider}' has an API key but no base_url in providers.toml (or its \
+         base_url_env): the gateway does not let an adapter component choose where a key is sent"
+    )
 }
 
 /// A provider as `GET /v1/providers` (and MCP's `get_provider_status`) reports it.
@@ -412,6 +439,17 @@ impl Gateway {
                 if old.provider_dir != new.provider_dir || old.policy_dir != new.policy_dir {
                     tracing::warn!(
                         "plugin directories changed in the config; restart to watch the new ones"
+                    );
+                }
+                let (was, is) = (&current.config.gateway, &config.gateway);
+                if was.upstream.connect_timeout_ms != is.upstream.connect_timeout_ms
+                    || was.upstream.total_timeout_ms != is.upstream.total_timeout_ms
+                    || was.server.max_body_bytes != is.server.max_body_bytes
+                    || was.server.listen != is.server.listen
+                {
+                    tracing::warn!(
+                        "server.listen, server.max_body_bytes and upstream connect/total timeouts \
+                         changed in the config; they apply after a restart"
                     );
                 }
                 let credentials = Credentials::from_env(&config);
@@ -609,12 +647,17 @@ impl Gateway {
             .adapter_info()
             .cloned()
             .ok_or_else(|| gone(format!("'{}' is not a provider adapter", provider.adapter)))?;
-        let base_url = state
+        let key = state.credentials.key(&model.provider).cloned();
+        let configured = state
             .credentials
             .base_url_override(&model.provider)
-            .or(provider.base_url.as_deref())
-            .unwrap_or(&info.default_base_url)
-            .to_string();
+            .or(provider.base_url.as_deref());
+        let base_url = match configured {
+            Some(url) => url.to_string(),
+            // An adapter may suggest where to send requests, but never where to send a key.
+            None if key.is_none() => info.default_base_url.clone(),
+            None => return Err(gone(key_without_base_url(&model.provider))),
+        };
         Ok(Attempt {
             model: model.clone(),
             adapter,
@@ -626,7 +669,7 @@ impl Gateway {
                 default_max_output_tokens: model.max_output_tokens.min(DEFAULT_MAX_OUTPUT_TOKENS),
             },
             base_url,
-            key: state.credentials.key(&model.provider).cloned(),
+            key,
             info,
         })
     }

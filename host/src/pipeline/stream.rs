@@ -42,6 +42,9 @@ pub enum StreamChunk {
     Usage(Usage),
     /// The stream failed after content was sent. Nothing follows.
     Error(GatewayError),
+    /// The provider signalled completion and everything was forwarded. A stream whose channel
+    /// closes without this (a task that died) did not complete.
+    End,
 }
 
 /// A stream that has produced its first content.
@@ -121,10 +124,18 @@ impl Gateway {
         request: &CompletionRequest,
         limits: CallLimits,
     ) -> Result<UpstreamStream, GatewayError> {
-        let (attempt, response) = self
-            .open_attempt(state, components, model, request, limits)
-            .await?;
+        // A stream must start, and keep flowing, within the first-byte timeout; a completion
+        // that is not streamed has only the total timeout (reasoning models think long).
+        let idle = Duration::from_millis(state.config.gateway.upstream.first_byte_timeout_ms);
+        let (attempt, response) = tokio::time::timeout(
+            idle,
+            self.open_attempt(state, components, model, request, limits),
+        )
+        .await
+        .map_err(|_| stalled(model, idle))??;
         Ok(UpstreamStream {
+            idle,
+            failed: None,
             parser: EventParser::new(attempt.info.stream_framing),
             body: Box::pin(response.bytes_stream()),
             pending: VecDeque::new(),
@@ -164,25 +175,21 @@ impl Gateway {
                 }
                 Some(Err(error)) => {
                     self.record_failure(&model, 0, &error);
-                    if matches!(
-                        error,
-                        GatewayError::Upstream { .. } | GatewayError::Plugin { .. }
-                    ) {
+                    if super::failover::counts_against_circuit(&error) {
+                        let routing = &self.config().config.gateway.routing;
                         let settings = crate::routing::circuit::BreakerSettings {
-                            failure_threshold: self
-                                .config()
-                                .config
-                                .gateway
-                                .routing
-                                .circuit_failure_threshold,
-                            open_for: Duration::from_millis(
-                                self.config().config.gateway.routing.circuit_open_ms,
-                            ),
+                            failure_threshold: routing.circuit_failure_threshold,
+                            open_for: Duration::from_millis(routing.circuit_open_ms),
                         };
+                        let now = Instant::now();
                         self.stats
                             .get(&model.id)
                             .breaker
-                            .record_failure(settings, Instant::now());
+                            .record_failure(settings, now);
+                        self.stats
+                            .provider(&model.provider)
+                            .breaker
+                            .record_failure(settings, now);
                     }
                     let _ = tx.send(StreamChunk::Error(error)).await;
                     return;
@@ -199,6 +206,7 @@ impl Gateway {
         if let Some(usage) = assembler.usage {
             let _ = tx.send(StreamChunk::Usage(usage)).await;
         }
+        let _ = tx.send(StreamChunk::End).await;
     }
 }
 
@@ -219,9 +227,27 @@ fn has_content(delta: &StreamDelta) -> bool {
         || delta.finish_reason.is_some()
 }
 
+fn stalled(model: &ModelConfig, idle: Duration) -> GatewayError {
+    GatewayError::Upstream {
+        class: ErrorClass::Timeout,
+        message: format!(
+            "the upstream sent nothing for {} ms (upstream.first_byte_timeout_ms)",
+            idle.as_millis()
+        ),
+        status: None,
+        retry_after_ms: None,
+        provider: model.provider.clone(),
+        model: model.id.clone(),
+    }
+}
+
 /// An open upstream stream, parsed into adapter deltas.
 struct UpstreamStream {
     attempt: Attempt,
+    /// The longest silence allowed between reads.
+    idle: Duration,
+    /// An error met after deltas that are still pending: reported once they are delivered.
+    failed: Option<GatewayError>,
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     parser: EventParser,
     pending: VecDeque<StreamDelta>,
@@ -235,9 +261,16 @@ impl UpstreamStream {
                 return Some(Ok(delta));
             }
             if self.done {
-                return None;
+                return self.failed.take().map(Err);
             }
-            match self.body.next().await {
+            let next = match tokio::time::timeout(self.idle, self.body.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    self.done = true;
+                    return Some(Err(stalled(&self.attempt.model, self.idle)));
+                }
+            };
+            match next {
                 Some(Ok(bytes)) => {
                     let events = match self.parser.feed(&bytes) {
                         Ok(events) => events,
@@ -245,8 +278,10 @@ impl UpstreamStream {
                     };
                     for event in events {
                         if let Err(error) = self.handle(event) {
+                            // Deltas parsed before the error still reach the client first.
                             self.done = true;
-                            return Some(Err(error));
+                            self.failed = Some(error);
+                            break;
                         }
                         if self.done {
                             break;

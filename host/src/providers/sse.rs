@@ -33,19 +33,27 @@ impl EventParser {
 
     /// Feeds bytes; returns the events they complete.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamEvent>, FramingError> {
+        // Only the new bytes are searched for line ends, and consumed lines are removed once
+        // per feed: a long line trickling in stays linear, not quadratic.
+        let searched = self.buffer.len();
         self.buffer.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
-            line.pop();
+        let mut start = 0;
+        let mut from = searched;
+        while let Some(offset) = self.buffer[from..].iter().position(|&b| b == b'\n') {
+            let end = from + offset;
+            let mut line = &self.buffer[start..end];
             if line.last() == Some(&b'\r') {
-                line.pop();
+                line = &line[..line.len() - 1];
             }
-            let line = String::from_utf8_lossy(&line).into_owned();
+            let line = String::from_utf8_lossy(line).into_owned();
             if let Some(event) = self.line(line) {
                 events.push(event);
             }
+            start = end + 1;
+            from = start;
         }
+        self.buffer.drain(..start);
         let pending = self.buffer.len() + self.data.iter().map(String::len).sum::<usize>();
         if pending > MAX_EVENT_BYTES {
             return Err(FramingError::TooLarge);

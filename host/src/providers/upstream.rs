@@ -50,8 +50,6 @@ impl UpstreamClient {
     pub fn new(settings: &UpstreamSettings) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-            // Between reads, so a stalled upstream is noticed even mid-body.
-            .read_timeout(Duration::from_millis(settings.first_byte_timeout_ms))
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
             // A redirect could carry a query-string key to another host.
@@ -140,15 +138,28 @@ impl UpstreamClient {
     }
 }
 
+/// The largest non-streamed upstream response read; a larger one is refused, not buffered.
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Reads a whole response into the form adapters parse.
-pub async fn read_response(response: reqwest::Response) -> Result<HttpResponse, TransportError> {
+pub async fn read_response(
+    mut response: reqwest::Response,
+) -> Result<HttpResponse, TransportError> {
     let status = response.status().as_u16();
     let headers = response_headers(&response);
-    let body = response.bytes().await.map_err(transport_error)?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(TransportError::Io(format!(
+                "the upstream response exceeded {MAX_RESPONSE_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
     Ok(HttpResponse {
         status,
         headers,
-        body: body.to_vec(),
+        body,
     })
 }
 

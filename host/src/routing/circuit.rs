@@ -8,6 +8,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The longest a rate-limit back-off may last, whatever the provider says.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
 /// The thresholds every breaker uses.
 #[derive(Debug, Clone, Copy)]
 pub struct BreakerSettings {
@@ -88,34 +91,35 @@ impl Breaker {
         }
     }
 
-    /// Admits a call, taking the single half-open probe if that is what is left.
-    pub fn admit(&self, now: Instant) -> bool {
+    /// Admits a call, taking the single half-open probe if that is what is left. `None` means
+    /// not now; `Some(true)` means this call holds the probe and must settle or release it.
+    pub fn admit(&self, now: Instant) -> Option<bool> {
         if self.backoff_left(now).is_some() {
-            return false;
+            return None;
         }
         let Ok(mut state) = self.state.lock() else {
-            return true;
+            return Some(false);
         };
         match *state {
-            State::Closed { .. } => true,
+            State::Closed { .. } => Some(false),
             State::Open { until } if now >= until => {
                 *state = State::HalfOpen {
                     probe_in_flight: true,
                 };
-                true
+                Some(true)
             }
-            State::Open { .. } => false,
+            State::Open { .. } => None,
             State::HalfOpen {
                 probe_in_flight: false,
             } => {
                 *state = State::HalfOpen {
                     probe_in_flight: true,
                 };
-                true
+                Some(true)
             }
             State::HalfOpen {
                 probe_in_flight: true,
-            } => false,
+            } => None,
         }
     }
 
@@ -172,7 +176,10 @@ impl Breaker {
         }
     }
 
-    pub fn back_off(&self, until: Instant) {
+    /// Backs off until `until`, but never longer than `MAX_BACKOFF` from now: a retry-after is
+    /// the provider's word, and a bogus one must not disable it for good.
+    pub fn back_off(&self, now: Instant, for_: Duration) {
+        let until = now + for_.min(MAX_BACKOFF);
         if let Ok(mut backoff) = self.backoff_until.lock() {
             *backoff = Some(backoff.map_or(until, |current| current.max(until)));
         }
@@ -201,11 +208,11 @@ mod tests {
         assert!(!b.record_failure(SETTINGS, t0));
         assert!(b.record_failure(SETTINGS, t0));
         assert_eq!(b.state(t0), CircuitState::Open);
-        assert!(!b.admit(t0));
+        assert_eq!(b.admit(t0), None);
         let later = t0 + Duration::from_millis(150);
         assert_eq!(b.state(later), CircuitState::HalfOpen);
-        assert!(b.admit(later), "the probe");
-        assert!(!b.admit(later), "only one probe at a time");
+        assert_eq!(b.admit(later), Some(true), "the probe");
+        assert_eq!(b.admit(later), None, "only one probe at a time");
         b.record_success();
         assert_eq!(b.state(later), CircuitState::Closed);
     }
@@ -218,7 +225,7 @@ mod tests {
             b.record_failure(SETTINGS, t0);
         }
         let later = t0 + Duration::from_millis(150);
-        assert!(b.admit(later));
+        assert_eq!(b.admit(later), Some(true));
         assert!(b.record_failure(SETTINGS, later));
         assert_eq!(b.state(later), CircuitState::Open);
     }
@@ -238,9 +245,15 @@ mod tests {
     fn back_off_blocks_until_it_ends() {
         let b = Breaker::default();
         let t0 = Instant::now();
-        b.back_off(t0 + Duration::from_millis(50));
+        b.back_off(t0, Duration::from_millis(50));
         assert!(b.available(t0).is_err());
-        assert!(!b.admit(t0));
+        assert_eq!(b.admit(t0), None);
         assert!(b.available(t0 + Duration::from_millis(60)).is_ok());
+        // A bogus retry-after is capped.
+        b.back_off(t0, Duration::from_millis(u64::MAX));
+        assert!(
+            b.available(t0 + MAX_BACKOFF + Duration::from_secs(1))
+                .is_ok()
+        );
     }
 }

@@ -106,6 +106,12 @@ impl Router<'_> {
                 .adapter_info()
                 .is_some_and(|info| !matches!(info.auth, AuthScheme::None))
         });
+        if self.credentials.key(provider_id).is_some()
+            && provider.base_url.is_none()
+            && self.credentials.base_url_override(provider_id).is_none()
+        {
+            return Some(crate::pipeline::key_without_base_url(provider_id));
+        }
         if needs_key && self.credentials.key(provider_id).is_none() {
             return Some(match &provider.api_key_env {
                 Some(var) => format!("provider '{provider_id}' has no API key: set {var}"),
