@@ -120,7 +120,7 @@ impl Default for RoutingSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamSettings {
     pub connect_timeout_ms: u64,
-    /// Longest wait for the first byte of an upstream response.
+    /// Streams: the longest wait for the stream to start, and the longest silence inside it.
     pub first_byte_timeout_ms: u64,
     /// Longest a whole upstream call may take.
     pub total_timeout_ms: u64,

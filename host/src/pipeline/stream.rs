@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 
 /// Chunks buffered between the upstream reader and a slow client.
 const CHANNEL_DEPTH: usize = 64;
+/// How long a client may leave a full buffer unread before its stream is abandoned.
+const CLIENT_STALL_LIMIT: Duration = Duration::from_secs(60);
 
 /// What a front door forwards to its client, in order.
 #[derive(Debug, Clone)]
@@ -384,7 +386,9 @@ impl Assembler {
             chunks.push(StreamChunk::Finish(reason));
         }
         for chunk in chunks {
-            if tx.send(chunk).await.is_err() {
+            // A client that stops reading but keeps its connection open must not pin this task
+            // and the upstream connection for ever.
+            if tx.send_timeout(chunk, CLIENT_STALL_LIMIT).await.is_err() {
                 return false;
             }
         }
