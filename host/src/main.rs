@@ -6,6 +6,7 @@ use ai_gateway::plugins::bindings::adapter::AuthScheme;
 use ai_gateway::plugins::{PluginRuntime, Registry, component};
 use ai_gateway::{api, reload};
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -155,6 +156,12 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
                 api::auth::KEYS_ENV
             );
         }
+        // Without TCP_NODELAY, small stream chunks wait for the client's delayed ACK (~40 ms).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
         axum::serve(listener, api::router(gateway, keys))
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
