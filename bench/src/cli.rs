@@ -22,6 +22,18 @@ pub struct Cli {
 pub enum Command {
     /// Run only the mock upstream (prints `listening on http://ADDR`).
     Mock(crate::mock::MockArgs),
+    /// Render the Markdown report again from a run's JSON (no measuring).
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RenderArgs {
+    /// The JSON a run wrote.
+    #[arg(long, default_value = "BENCHMARKS.json")]
+    pub json: PathBuf,
+    /// The Markdown report [default: the JSON's path with a .md extension].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]

@@ -17,7 +17,7 @@ use hyper::Request;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -352,7 +352,7 @@ fn ends_with_done(body: &[u8]) -> bool {
 }
 
 /// One measured run, summarized.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     /// `direct`, `gateway-auto`, `gateway-fixed`, `litellm`, `soak`, `reload`, ...
     pub target: String,
@@ -384,7 +384,7 @@ pub struct RunResult {
 }
 
 /// Thresholds that make a run count as saturated.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Saturation {
     pub max_p99_ms: f64,
     pub min_success: f64,

@@ -38,6 +38,13 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Some(cli::Command::Render(args)) => match bench::render(&args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("render: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

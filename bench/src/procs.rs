@@ -366,7 +366,7 @@ pub fn raise_fd_limit() -> u64 {
 }
 
 /// Facts about the machine for the report header.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Machine {
     pub date_utc: String,
     pub nproc: usize,

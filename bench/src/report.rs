@@ -3,11 +3,11 @@
 use crate::load::RunResult;
 use crate::procs::Machine;
 use crate::stats::{Percentiles, Quantile};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     pub rates: Vec<f64>,
     pub duration_s: f64,
@@ -27,7 +27,7 @@ pub struct Settings {
     pub fd_limit: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct LiteLlmInfo {
     /// `ran`, `failed`, `skipped` or `not run`.
     pub status: String,
@@ -39,7 +39,7 @@ pub struct LiteLlmInfo {
 }
 
 /// Latency the gateway (or LiteLLM) adds over the direct-to-mock run at the same rate and mode.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Overhead {
     pub target: String,
     pub stream: bool,
@@ -53,7 +53,7 @@ pub struct Overhead {
     pub saturated: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SaturationRow {
     pub target: String,
     pub stream: bool,
@@ -66,7 +66,7 @@ pub struct SaturationRow {
     pub max_achieved_rps: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Memory {
     /// Right after `/ready`, before any request.
     pub idle_after_start_mib: Option<f64>,
@@ -78,7 +78,7 @@ pub struct Memory {
     pub ladders: Vec<LadderMemory>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LadderMemory {
     pub mode: String,
     /// The highest RSS sampled (every 250 ms) during runs that kept up.
@@ -91,7 +91,7 @@ pub struct LadderMemory {
     pub hwm_mib: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Soak {
     pub rate: f64,
     pub seconds: u64,
@@ -111,7 +111,7 @@ pub struct Soak {
     pub grows: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ColdStartRow {
     pub setup: String,
     /// `cold` (fresh data dir, components compiled) or `warm` (compiled-component cache).
@@ -125,7 +125,7 @@ pub struct ColdStartRow {
     pub compiled_cache_kib: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Swap {
     /// Seconds after the load started.
     pub at_s: f64,
@@ -141,7 +141,7 @@ pub struct Swap {
     pub max_latency_near_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HotReload {
     pub rate: f64,
     pub swaps: Vec<Swap>,
@@ -152,7 +152,7 @@ pub struct HotReload {
     pub reload_metrics: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Profile {
     pub label: String,
     pub rate: f64,
@@ -166,7 +166,7 @@ pub struct Profile {
     pub top_symbols: Vec<(f64, String)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     pub target: String,
     pub measured: String,
@@ -175,13 +175,13 @@ pub struct Verdict {
     pub note: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SectionError {
     pub section: String,
     pub error: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub tool: String,
     pub command: String,
@@ -204,7 +204,7 @@ pub struct Report {
     pub elapsed_s: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Skipped {
     pub target: String,
     pub stream: bool,
@@ -213,6 +213,25 @@ pub struct Skipped {
 }
 
 impl Report {
+    /// Runs in table order: by rate, then direct, gateway auto, gateway fixed, LiteLLM.
+    pub fn sorted_runs(&self) -> Vec<&RunResult> {
+        let rank = |t: &str| match t {
+            "direct" => 0,
+            "gateway-auto" => 1,
+            "gateway-fixed" => 2,
+            "litellm" => 3,
+            _ => 4,
+        };
+        let mut runs: Vec<&RunResult> = self.runs.iter().collect();
+        runs.sort_by(|a, b| {
+            a.stream
+                .cmp(&b.stream)
+                .then(a.rate.total_cmp(&b.rate))
+                .then(rank(&a.target).cmp(&rank(&b.target)))
+        });
+        runs
+    }
+
     /// The direct-to-mock run at the same rate and mode.
     pub fn direct(&self, rate: f64, stream: bool) -> Option<&RunResult> {
         self.run("direct", rate, stream)
@@ -448,7 +467,11 @@ impl Report {
                 md,
                 "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
             );
-            for run in self.runs.iter().filter(|r| r.stream == stream) {
+            for run in self
+                .sorted_runs()
+                .into_iter()
+                .filter(|r| r.stream == stream)
+            {
                 let added = self.overhead.iter().find(|o| {
                     o.target == run.target && o.stream == stream && same_rate(o.rate, run.rate)
                 });
@@ -508,7 +531,7 @@ impl Report {
                     md,
                     "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
                 );
-                for run in self.runs.iter().filter(|r| r.stream) {
+                for run in self.sorted_runs().into_iter().filter(|r| r.stream) {
                     let added = self.overhead.iter().find(|o| {
                         o.target == run.target && o.stream && same_rate(o.rate, run.rate)
                     });
@@ -531,8 +554,8 @@ impl Report {
             }
         }
         let generator: Vec<String> = self
-            .runs
-            .iter()
+            .sorted_runs()
+            .into_iter()
             .filter(|r| r.target == "direct")
             .map(|r| {
                 format!(
@@ -601,7 +624,11 @@ impl Report {
                     md,
                     "| ---: | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: |"
                 );
-                for run in self.runs.iter().filter(|r| r.target == "litellm") {
+                for run in self
+                    .sorted_runs()
+                    .into_iter()
+                    .filter(|r| r.target == "litellm")
+                {
                     let gw = self.run("gateway-fixed", run.rate, run.stream);
                     let added = |t: &str| {
                         self.overhead.iter().find(|o| {

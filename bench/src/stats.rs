@@ -1,9 +1,9 @@
 //! Percentiles and small numeric helpers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Latency percentiles in milliseconds (nearest-rank on the sorted samples).
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: usize,
     pub mean: f64,
