@@ -17,17 +17,6 @@ pub enum TaskClass {
 }
 
 impl TaskClass {
-    pub const ALL: [TaskClass; 8] = [
-        TaskClass::Code,
-        TaskClass::Math,
-        TaskClass::Reasoning,
-        TaskClass::Creative,
-        TaskClass::Summarization,
-        TaskClass::Translation,
-        TaskClass::Extraction,
-        TaskClass::Chat,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             TaskClass::Code => "code",

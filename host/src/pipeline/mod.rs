@@ -219,13 +219,6 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
-        GatewayError::InvalidRequest {
-            message: message.into(),
-            param: param.map(str::to_string),
-        }
-    }
-
     /// Whether the next candidate may be tried after this error.
     fn retryable(&self) -> bool {
         match self {

@@ -34,15 +34,6 @@ impl ComponentSet {
             ComponentKind::Policy => self.policies.get(name),
         }
     }
-
-    /// Both kinds, providers first, each sorted by name.
-    pub fn all(&self) -> Vec<&Arc<LoadedComponent>> {
-        let mut providers: Vec<_> = self.providers.values().collect();
-        providers.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut policies: Vec<_> = self.policies.values().collect();
-        policies.sort_by(|a, b| a.name.cmp(&b.name));
-        providers.into_iter().chain(policies).collect()
-    }
 }
 
 /// What a reload of one file did.
