@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod fsutil;
+pub mod mcp;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugins;

@@ -1,6 +1,7 @@
 //! `ai-gateway`: serve the gateway, or check configuration and plugin components.
 
 use ai_gateway::config::Config;
+use ai_gateway::mcp::GatewayMcp;
 use ai_gateway::pipeline::Gateway;
 use ai_gateway::plugins::bindings::adapter::AuthScheme;
 use ai_gateway::plugins::{PluginRuntime, Registry, component};
@@ -8,6 +9,7 @@ use ai_gateway::{api, reload};
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand, ValueEnum};
+use rmcp::ServiceExt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,6 +45,17 @@ enum Command {
         /// Where the gateway writes everything it writes (compiled components, ...).
         #[arg(long, env = "AIGW_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+    },
+    /// Serve MCP on stdin/stdout (for Claude Code, Claude Desktop and other MCP clients that
+    /// launch their servers). Logs go to stderr.
+    Mcp {
+        #[arg(long, env = "AIGW_CONFIG", default_value = "config")]
+        config: PathBuf,
+        #[arg(long, env = "AIGW_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// The API key id this session is accounted to (budgets, rate limits, usage reports).
+        #[arg(long, env = "AIGW_MCP_KEY_ID")]
+        key_id: Option<String>,
     },
     /// Configuration commands.
     Config {
@@ -80,6 +93,11 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve { config, data_dir } => serve(&config, &data_dir),
+        Command::Mcp {
+            config,
+            data_dir,
+            key_id,
+        } => serve_mcp_stdio(&config, &data_dir, key_id),
         Command::Config {
             command: ConfigCommand::Check { config },
         } => check_config(&config),
@@ -108,10 +126,32 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path)?;
+/// A running gateway service and the watcher that hot-reloads its components and config.
+struct Started {
+    gateway: Arc<Gateway>,
+    _watcher: reload::ReloadWatcher,
+}
+
+/// Builds the gateway service and loads its components: everything but the front doors.
+async fn start_gateway(config: Config, data_dir: &Path) -> anyhow::Result<Started> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let plugin_runtime = Arc::new(PluginRuntime::new(data_dir.join("compiled"))?);
+    let registry = Arc::new(Registry::new(plugin_runtime));
+    let gateway = Arc::new(Gateway::new(config, registry)?);
+    let loader = gateway.clone();
+    tokio::task::spawn_blocking(move || loader.load_components()).await?;
+    let watcher = reload::watch(gateway.clone())?;
+    // Off the start-up path: the first request would otherwise load the tokenizer.
+    tokio::task::spawn_blocking(ai_gateway::tokens::warm_up);
+    Ok(Started {
+        gateway,
+        _watcher: watcher,
+    })
+}
+
+fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
     let mut addr: SocketAddr = config
         .gateway
         .server
@@ -129,14 +169,8 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let plugin_runtime = Arc::new(PluginRuntime::new(data_dir.join("compiled"))?);
-        let registry = Arc::new(Registry::new(plugin_runtime));
-        let gateway = Arc::new(Gateway::new(config, registry)?);
-        let loader = gateway.clone();
-        tokio::task::spawn_blocking(move || loader.load_components()).await?;
-        let _watcher = reload::watch(gateway.clone())?;
-        // Off the start-up path: the first request would otherwise load the tokenizer.
-        tokio::task::spawn_blocking(ai_gateway::tokens::warm_up);
+        let started = start_gateway(config, data_dir).await?;
+        let gateway = started.gateway.clone();
 
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -169,6 +203,38 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
                 draining.start_draining();
             })
             .await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// MCP over stdio: one session, ended by the client closing stdin (or a signal).
+fn serve_mcp_stdio(
+    config_path: &Path,
+    data_dir: &Path,
+    key_id: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let started = start_gateway(config, data_dir).await?;
+        let server = GatewayMcp::new(started.gateway.clone(), key_id)
+            .serve(rmcp::transport::stdio())
+            .await
+            .context("the MCP handshake on stdio failed")?;
+        tracing::info!("ai-gateway MCP server is serving on stdio");
+        let cancel = server.cancellation_token();
+        tokio::select! {
+            result = server.waiting() => {
+                result.context("the MCP stdio session failed")?;
+            }
+            () = shutdown_signal() => {
+                cancel.cancel();
+            }
+        }
+        started.gateway.start_draining();
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

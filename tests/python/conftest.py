@@ -70,7 +70,15 @@ def gateway():
             process.kill()
             pytest.fail("the gateway did not become ready:\n" + (work / "gateway.log").read_text())
         time.sleep(0.05)
-    yield {"base_url": f"{base}/v1", "key": GATEWAY_KEY}
+    yield {
+        "base_url": f"{base}/v1",
+        "root": base,
+        "key": GATEWAY_KEY,
+        "binary": gateway_binary(),
+        "config": config,
+        "work": work,
+        "env": env,
+    }
     process.terminate()
     try:
         process.wait(timeout=10)

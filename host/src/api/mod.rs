@@ -4,7 +4,7 @@
 pub mod auth;
 mod chat;
 mod error;
-mod unified;
+pub(crate) mod unified;
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
@@ -24,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn router(gateway: Arc<Gateway>, keys: ApiKeys) -> Router {
     let max_body = gateway.config().config.gateway.server.max_body_bytes;
+    let mcp = crate::mcp::http::service(gateway.clone());
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/unified_completion", post(unified::unified_completion))
@@ -32,6 +33,7 @@ pub fn router(gateway: Arc<Gateway>, keys: ApiKeys) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .nest_service("/mcp", mcp)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
@@ -300,30 +302,13 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
-    let components = gateway.registry().snapshot();
-    let mut providers: Vec<&String> = components.providers.keys().collect();
-    providers.sort();
-    let mut policies: Vec<&String> = components.policies.keys().collect();
-    policies.sort();
-    let errors: Vec<String> = gateway
-        .registry()
-        .errors()
-        .into_iter()
-        .map(|(path, why)| format!("{}: {why}", path.display()))
-        .collect();
-    let ready = gateway.is_ready();
-    let body = json!({
-        "ready": ready,
-        "providers": providers,
-        "policies": policies,
-        "load_errors": errors,
-    });
-    let status = if ready {
+    let readiness = gateway.readiness();
+    let status = if readiness.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body)).into_response()
+    (status, Json(readiness)).into_response()
 }
 
 async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {

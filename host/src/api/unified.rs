@@ -69,7 +69,7 @@ impl UnifiedRequest {
     }
 }
 
-fn text_message(role: &str, text: String) -> ChatMessage {
+pub(crate) fn text_message(role: &str, text: String) -> ChatMessage {
     ChatMessage {
         role: role.into(),
         content: Some(Content::Text(text)),

@@ -39,6 +39,7 @@ pub struct GatewaySettings {
     pub plugins: PluginSettings,
     pub routing: RoutingSettings,
     pub upstream: UpstreamSettings,
+    pub mcp: McpSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +133,31 @@ impl Default for UpstreamSettings {
             connect_timeout_ms: 5_000,
             first_byte_timeout_ms: 60_000,
             total_timeout_ms: 300_000,
+        }
+    }
+}
+
+/// The Streamable HTTP MCP endpoint (`/mcp`): protection against DNS rebinding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpSettings {
+    /// `Host` header values accepted (hostname or `host:port`); `"*"` accepts any, for
+    /// deployments behind a proxy that checks the host itself (Cloud Run does).
+    pub allowed_hosts: Vec<String>,
+    /// Browser `Origin`s accepted (scheme://host[:port|:*]); requests without an Origin
+    /// (every non-browser client) pass.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        McpSettings {
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: vec![
+                "http://localhost:*".into(),
+                "http://127.0.0.1:*".into(),
+                "https://localhost:*".into(),
+            ],
         }
     }
 }

@@ -30,6 +30,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// The output-token limit requested from providers that require one when the caller set none.
 const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 8192;
@@ -80,7 +81,7 @@ pub struct Completion {
 
 /// A completion as the gateway's own front doors report it (`POST /unified_completion` and the
 /// MCP `unified_completion` tool): the answer plus what it cost and why it went where it went.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct CompletionSummary {
     pub text: String,
     pub model: String,
@@ -96,14 +97,14 @@ pub struct CompletionSummary {
     pub routing: RoutingSummary,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ToolCallSummary {
     pub id: String,
     pub name: String,
     pub arguments: String,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct TokenSummary {
     pub input: u64,
     pub cached_input: u64,
@@ -112,7 +113,7 @@ pub struct TokenSummary {
     pub estimated: bool,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct RoutingSummary {
     pub policy: String,
     pub reason: String,
@@ -121,7 +122,7 @@ pub struct RoutingSummary {
     pub candidates: Vec<CandidateScore>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct CandidateScore {
     pub model: String,
     pub score: f64,
@@ -272,7 +273,7 @@ pub fn key_without_base_url(provider: &str) -> String {
 }
 
 /// A provider as `GET /v1/providers` (and MCP's `get_provider_status`) reports it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ProviderStatus {
     pub id: String,
     pub adapter: String,
@@ -309,6 +310,22 @@ pub struct Gateway {
     pub metrics: Metrics,
     loaded: AtomicBool,
     draining: AtomicBool,
+    /// Cancelled when draining starts, so long-lived streams (MCP's SSE) end and let the
+    /// server shut down.
+    shutdown: CancellationToken,
+}
+
+/// What `/ready` and MCP's `health_check` report.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct Readiness {
+    /// Components loaded and not draining.
+    pub ready: bool,
+    pub draining: bool,
+    /// Loaded provider adapters and policies, by name.
+    pub providers: Vec<String>,
+    pub policies: Vec<String>,
+    /// Component files that failed to load, with the reason.
+    pub load_errors: Vec<String>,
 }
 
 impl Gateway {
@@ -326,6 +343,7 @@ impl Gateway {
             metrics: Metrics::default(),
             loaded: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
         })
     }
 
@@ -445,6 +463,14 @@ impl Gateway {
                          changed in the config; they apply after a restart"
                     );
                 }
+                if was.mcp.allowed_hosts != is.mcp.allowed_hosts
+                    || was.mcp.allowed_origins != is.mcp.allowed_origins
+                {
+                    tracing::warn!(
+                        "mcp.allowed_hosts / mcp.allowed_origins changed in the config; they \
+                         apply after a restart"
+                    );
+                }
                 let credentials = Credentials::from_env(&config);
                 tracing::info!(
                     dir = %config.dir.display(),
@@ -517,6 +543,32 @@ impl Gateway {
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+        self.shutdown.cancel();
+    }
+
+    /// Cancelled once draining starts.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let components = self.registry.snapshot();
+        let mut providers: Vec<String> = components.providers.keys().cloned().collect();
+        providers.sort();
+        let mut policies: Vec<String> = components.policies.keys().cloned().collect();
+        policies.sort();
+        Readiness {
+            ready: self.is_ready(),
+            draining: self.draining.load(Ordering::Acquire),
+            providers,
+            policies,
+            load_errors: self
+                .registry
+                .errors()
+                .into_iter()
+                .map(|(path, why)| format!("{}: {why}", path.display()))
+                .collect(),
+        }
     }
 
     /// Routes a request against one consistent snapshot of config and components.

@@ -22,16 +22,24 @@ use std::collections::HashSet;
 pub const EXPECTED_OUTPUT_TOKENS: u64 = 512;
 
 /// What the caller asked of the route.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Requirements {
+    /// Prefer cheaper models.
     pub low_cost: bool,
+    /// Prefer higher-quality models.
     pub high_quality: bool,
+    /// Prefer faster models.
     pub low_latency: bool,
+    /// Only models whose estimated cost for this request is at most this many USD.
     pub max_cost_usd: Option<f64>,
+    /// Only models whose recent latency is at most this many milliseconds.
     pub max_latency_ms: Option<u32>,
+    /// Only models with at least this many tokens of context window.
     pub min_context_window: Option<u64>,
+    /// Only these providers (empty: any).
     pub allowed_providers: Vec<String>,
+    /// Never these providers.
     pub denied_providers: Vec<String>,
 }
 
