@@ -6,6 +6,7 @@ mod config_reload;
 mod faults;
 mod hot_reload;
 mod http_api;
+mod mcp;
 mod openapi;
 mod providers;
 mod roundtrip;

@@ -8,8 +8,10 @@
 //! Loading is strict (unknown fields are errors, so typos do not silently fall back to
 //! defaults) and every problem names the file, the field and what is wrong.
 
+mod env;
 mod model;
 
+pub use env::{Override, Target as OverrideTarget};
 pub use model::{Capabilities, ModelConfig, TaskClass};
 
 use serde::Deserialize;
@@ -263,10 +265,24 @@ impl Config {
                 ),
             });
         }
-        let gateway: GatewaySettings = parse_file(&dir.join(GATEWAY_FILE), true)?;
-        let providers: BTreeMap<String, ProviderConfig> =
-            parse_file(&dir.join(PROVIDERS_FILE), true)?;
-        let models: ModelsFile = parse_file(&dir.join(MODELS_FILE), true)?;
+        let overrides = env::overrides(std::env::vars());
+        if !overrides.is_empty() {
+            let names: Vec<&str> = overrides.iter().map(|o| o.variable.as_str()).collect();
+            tracing::info!(variables = ?names, "configuration overrides from the environment");
+        }
+        let gateway: GatewaySettings = parse_file(
+            &dir.join(GATEWAY_FILE),
+            true,
+            &overrides,
+            Some(env::Target::Gateway),
+        )?;
+        let providers: BTreeMap<String, ProviderConfig> = parse_file(
+            &dir.join(PROVIDERS_FILE),
+            true,
+            &overrides,
+            Some(env::Target::Providers),
+        )?;
+        let models: ModelsFile = parse_file(&dir.join(MODELS_FILE), true, &[], None)?;
         let config = Config {
             dir,
             gateway,
@@ -467,9 +483,12 @@ impl Config {
     }
 }
 
+/// Parses one file, with the environment's overrides for it (`AIGW_*__*`) applied on top.
 fn parse_file<T: serde::de::DeserializeOwned>(
     path: &Path,
     required: bool,
+    overrides: &[Override],
+    target: Option<env::Target>,
 ) -> Result<T, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -481,9 +500,28 @@ fn parse_file<T: serde::de::DeserializeOwned>(
             });
         }
     };
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+    let parse_error = |message: String| ConfigError::Parse {
         file: path.to_path_buf(),
-        message: e.to_string().trim_end().to_string(),
+        message: message.trim_end().to_string(),
+    };
+    let relevant = target.is_some_and(|t| overrides.iter().any(|o| o.target == t));
+    let Some(target) = target.filter(|_| relevant) else {
+        // Straight from the text, so errors point at a line and column.
+        return toml::from_str(&text).map_err(|e| parse_error(e.to_string()));
+    };
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+    let applied = env::apply(&mut table, overrides, target).map_err(parse_error)?;
+    T::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut message = e.to_string();
+        if !applied.is_empty() {
+            message.push_str(&format!(
+                " (with environment overrides {})",
+                applied.join(", ")
+            ));
+        }
+        parse_error(message)
     })
 }
 
