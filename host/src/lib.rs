@@ -6,6 +6,7 @@ pub mod config;
 pub mod fsutil;
 pub mod metrics;
 pub mod pipeline;
+pub mod plugin_kit;
 pub mod plugins;
 pub mod pricing;
 pub mod providers;

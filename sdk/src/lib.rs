@@ -43,6 +43,8 @@ pub mod testing;
 pub const WIT_VERSION: &str = "0.1.0";
 
 pub use bindings::provider::aigw::plugin::host::LogLevel;
+/// The JSON library the SDK's helpers speak, so that a plugin needs no second copy.
+pub use serde_json;
 
 /// Writes a line to the gateway's log, tagged with the plugin's name.
 pub fn log(level: LogLevel, message: &str) {
