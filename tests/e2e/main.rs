@@ -7,6 +7,7 @@ mod faults;
 mod hot_reload;
 mod http_api;
 mod openapi;
+mod plugin_kit;
 mod providers;
 mod roundtrip;
 mod routing;
