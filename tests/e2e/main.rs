@@ -8,6 +8,7 @@ mod hot_reload;
 mod http_api;
 mod openapi;
 mod plugin_kit;
+mod policy_suite;
 mod providers;
 mod roundtrip;
 mod routing;

@@ -111,6 +111,8 @@ impl Policy for Balanced {
             })
             .collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        // The host rejects a ranking that names a model twice; keep each id's best place.
+        dedup_by_id(&mut ranked, |s| &s.id);
 
         let reason = match ranked.first().and_then(|best| {
             candidates
