@@ -41,22 +41,9 @@ async fn cli_async(args: Vec<String>) -> Output {
     .expect("the CLI thread")
 }
 
-/// Three models on one mock upstream: cheap and weak, mid-priced and good, dear and best.
+/// The three-tier catalog, the openai adapter and the balanced policy, behind API keys.
 async fn three_models(keys: &str) -> (ReplayUpstream, TestConfig, GatewayProcess) {
-    let upstream = ReplayUpstream::start(|request| {
-        openai_completion(request.body["model"].as_str().unwrap_or_default(), "ok")
-    })
-    .await;
-    let provider = format!(
-        "[mock]\nadapter = \"openai\"\napi_key_env = \"KIT_UPSTREAM_KEY\"\nbase_url = \"{}/v1\"\n",
-        upstream.base_url
-    );
-    let models = [
-        model_entry("cheap", "mock", 1.0, 0.7),
-        model_entry("mid", "mock", 5.0, 0.85),
-        model_entry("dear", "mock", 20.0, 0.95),
-    ]
-    .concat();
+    let (upstream, provider, models) = three_tier_catalog("KIT_UPSTREAM_KEY").await;
     let config = TestConfig::new("", &provider, &models);
     config
         .add_provider("plugins/dist/openai.wasm", "openai")

@@ -296,25 +296,7 @@ fn every_policy_prefers_the_healthy_and_the_dominant() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_policy_routes_requests_through_the_gateway() {
-    let upstream = ReplayUpstream::start(|request| {
-        let model = request.body["model"].as_str().unwrap_or_default();
-        if request.body["stream"] == true {
-            openai_stream(model, "ok")
-        } else {
-            openai_completion(model, "ok")
-        }
-    })
-    .await;
-    let provider = format!(
-        "[mock]\nadapter = \"openai\"\napi_key_env = \"SUITE_KEY\"\nbase_url = \"{}/v1\"\n",
-        upstream.base_url
-    );
-    let models = [
-        model_entry("cheap", "mock", 1.0, 0.7),
-        model_entry("mid", "mock", 5.0, 0.85),
-        model_entry("dear", "mock", 20.0, 0.95),
-    ]
-    .concat();
+    let (_upstream, provider, models) = three_tier_catalog("SUITE_KEY").await;
     let config = TestConfig::new("", &provider, &models);
     config.add_provider("plugins/dist/openai.wasm", "openai");
     let policies = built_policies();

@@ -4,7 +4,7 @@ use crate::plugins::ComponentReport;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::fmt::Write;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Deserialize)]
 struct List {
@@ -39,11 +39,12 @@ pub async fn fetch(base_url: &str, key: Option<&str>) -> anyhow::Result<Vec<Comp
 
 /// The inventory as a table a terminal shows, then each load error in full.
 pub fn render(reports: &[ComponentReport]) -> String {
+    let now = SystemTime::now();
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:<9} {:<20} {:<7} {:<14} {:<20} {:>9} {:>7}  LAST RELOAD ERROR",
-        "WORLD", "NAME", "WIT", "SHA256", "LOADED (UTC)", "CALLS", "FAULTS"
+        "WORLD", "NAME", "WIT", "SHA256", "LOADED", "CALLS", "FAULTS"
     );
     for r in reports {
         let _ = writeln!(
@@ -53,7 +54,8 @@ pub fn render(reports: &[ComponentReport]) -> String {
             r.name,
             r.wit_version.as_deref().unwrap_or("-"),
             r.sha256.as_deref().map_or("-", |h| &h[..h.len().min(12)]),
-            r.loaded_at_unix_ms.map_or_else(|| "-".into(), utc_time),
+            r.loaded_at_unix_ms
+                .map_or_else(|| "-".into(), |ms| age(ms, now)),
             r.calls,
             r.faults,
             if r.last_error.is_some() {
@@ -71,33 +73,19 @@ pub fn render(reports: &[ComponentReport]) -> String {
     out
 }
 
-/// `2026-11-21 20:41:07` for milliseconds since the Unix epoch.
-fn utc_time(unix_ms: u64) -> String {
-    let secs = (UNIX_EPOCH + Duration::from_millis(unix_ms))
+/// How long ago a moment (milliseconds since the Unix epoch) was, in the largest whole unit:
+/// `42s ago`, `5m ago`, `3h ago`, `2d ago`.
+fn age(unix_ms: u64, now: SystemTime) -> String {
+    let now_ms = now
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let secs = now_ms.saturating_sub(unix_ms) / 1000;
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86_400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
 }
 
 #[cfg(test)]
@@ -105,9 +93,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn utc_times() {
-        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
-        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(utc_time(1_795_293_667_000), "2026-11-21 20:41:07");
+    fn ages() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ms = |secs: u64| (1_000_000 - secs) * 1000;
+        assert_eq!(age(ms(0), now), "0s ago");
+        assert_eq!(age(ms(59), now), "59s ago");
+        assert_eq!(age(ms(300), now), "5m ago");
+        assert_eq!(age(ms(3 * 3600 + 5), now), "3h ago");
+        assert_eq!(age(ms(2 * 86_400), now), "2d ago");
+        // A clock that went backwards shows no negative age.
+        assert_eq!(age(2_000_000_000, now), "0s ago");
     }
 }
