@@ -78,6 +78,65 @@ pub fn normalize_scores(scores: &mut [Scored]) {
     }
 }
 
+/// A key [`Ranking::by_key`] can sort by: a total order, also for floats (by `total_cmp`, so a
+/// NaN cannot make the sort inconsistent), with `None` after every `Some`, and tuples compared
+/// field by field.
+pub trait SortKey {
+    fn compare(&self, other: &Self) -> Ordering;
+}
+
+macro_rules! ord_sort_key {
+    ($($t:ty),*) => {$(
+        impl SortKey for $t {
+            fn compare(&self, other: &Self) -> Ordering {
+                self.cmp(other)
+            }
+        }
+    )*};
+}
+ord_sort_key!(bool, u8, u16, u32, u64, i8, i16, i32, i64, String, &str);
+
+impl SortKey for f64 {
+    fn compare(&self, other: &Self) -> Ordering {
+        self.total_cmp(other)
+    }
+}
+
+impl SortKey for f32 {
+    fn compare(&self, other: &Self) -> Ordering {
+        self.total_cmp(other)
+    }
+}
+
+impl<T: SortKey> SortKey for Option<T> {
+    /// Known values first: an unknown cost or latency should not win.
+    fn compare(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Some(a), Some(b)) => a.compare(b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    }
+}
+
+impl<A: SortKey, B: SortKey> SortKey for (A, B) {
+    fn compare(&self, other: &Self) -> Ordering {
+        self.0
+            .compare(&other.0)
+            .then_with(|| self.1.compare(&other.1))
+    }
+}
+
+impl<A: SortKey, B: SortKey, C: SortKey> SortKey for (A, B, C) {
+    fn compare(&self, other: &Self) -> Ordering {
+        self.0
+            .compare(&other.0)
+            .then_with(|| self.1.compare(&other.1))
+            .then_with(|| self.2.compare(&other.2))
+    }
+}
+
 impl CircuitState {
     /// 0 closed, 1 half-open (only probes should go there), 2 open (removed by the host; should
     /// one arrive it goes last).
@@ -134,17 +193,12 @@ impl Ranking {
 
     /// Ranks candidates by a key, smallest first (ties by id, so the order is deterministic),
     /// each id once, with scores falling from the number of candidates down to 1.
-    pub fn by_key<K: PartialOrd>(
+    pub fn by_key<K: SortKey>(
         mut candidates: Vec<Candidate>,
         reason: impl Into<String>,
         key: impl Fn(&Candidate) -> K,
     ) -> Self {
-        candidates.sort_by(|a, b| {
-            key(a)
-                .partial_cmp(&key(b))
-                .unwrap_or(Ordering::Equal)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        candidates.sort_by(|a, b| key(a).compare(&key(b)).then_with(|| a.id.cmp(&b.id)));
         dedup_by_id(&mut candidates, |c| &c.id);
         Ranking::in_order(candidates.into_iter().map(|c| c.id), reason)
     }
@@ -360,6 +414,30 @@ mod tests {
         assert_eq!(ids, ["c", "a", "b"]);
         let scores: Vec<f64> = ranking.ranked.iter().map(|s| s.score).collect();
         assert_eq!(scores, [3.0, 2.0, 1.0]);
+    }
+
+    #[test]
+    fn sort_keys_are_total_with_unknowns_last() {
+        let ranking = Ranking::by_key(
+            vec![
+                Candidate::new("nan", "p").with_cost(f64::NAN),
+                Candidate::new("free", "p").with_cost(0.0),
+                Candidate::new("dear", "p").with_cost(1.0),
+                Candidate::new("unknown", "p").with_cost(-1.0),
+            ],
+            "cheapest first",
+            |c| known_cost(c.estimated_cost_usd),
+        );
+        assert_eq!(
+            ranking
+                .ranked
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>(),
+            ["free", "dear", "nan", "unknown"]
+        );
+        assert_eq!((true, 2.0).compare(&(false, 9.0)), Ordering::Greater);
+        assert_eq!(f64::NAN.compare(&f64::INFINITY), Ordering::Greater);
     }
 
     #[test]

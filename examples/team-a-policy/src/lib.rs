@@ -26,23 +26,22 @@ impl Policy for TeamA {
     }
 
     fn rank(features: RequestFeatures, candidates: Vec<Candidate>) -> Ranking {
+        // `known_cost` is `None` for an unusable estimate, and `None` sorts after every cost.
         let team_code =
             features.task == TaskClass::Code && features.api_key_id.as_deref() == Some(TEAM);
         if !team_code {
-            return Ranking::by_key(candidates, "cheapest", cost);
+            return Ranking::by_key(candidates, "cheapest", |c| known_cost(c.estimated_cost_usd));
         }
         let floor = quality_points(CODE_QUALITY_FLOOR);
         Ranking::by_key(
             candidates,
             "team-a code: cheapest with quality >= 0.9",
-            |c| (quality_points(f64::from(c.quality)) < floor, cost(c)),
+            |c| {
+                let below_floor = quality_points(f64::from(c.quality)) < floor;
+                (below_floor, known_cost(c.estimated_cost_usd))
+            },
         )
     }
-}
-
-/// The estimated cost, unknown costs after every known one.
-fn cost(candidate: &Candidate) -> f64 {
-    known_cost(candidate.estimated_cost_usd).unwrap_or(f64::INFINITY)
 }
 
 #[cfg(test)]

@@ -43,13 +43,13 @@ pub fn render(reports: &[ComponentReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<9} {:<20} {:<7} {:<14} {:<20} {:>9} {:>7}  LAST RELOAD ERROR",
+        "{:<9} {:<20} {:<7} {:<14} {:<9} {:>9} {:>7}  LAST RELOAD ERROR",
         "WORLD", "NAME", "WIT", "SHA256", "LOADED", "CALLS", "FAULTS"
     );
     for r in reports {
         let _ = writeln!(
             out,
-            "{:<9} {:<20} {:<7} {:<14} {:<20} {:>9} {:>7}  {}",
+            "{:<9} {:<20} {:<7} {:<14} {:<9} {:>9} {:>7}  {}",
             r.world,
             r.name,
             r.wit_version.as_deref().unwrap_or("-"),
