@@ -3,6 +3,10 @@
 # then ship only the binary, the components and the bundled config in a slim image.
 
 FROM rust:1.95-bookworm AS build
+# Node.js and npm build the JavaScript policy (policies/thrifty) with jco.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN .ci/setup \

@@ -7,6 +7,7 @@ pub mod fsutil;
 pub mod mcp;
 pub mod metrics;
 pub mod pipeline;
+pub mod plugin_kit;
 pub mod plugins;
 pub mod pricing;
 pub mod providers;

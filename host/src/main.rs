@@ -3,6 +3,7 @@
 use ai_gateway::config::Config;
 use ai_gateway::mcp::GatewayMcp;
 use ai_gateway::pipeline::Gateway;
+use ai_gateway::plugin_kit::{self, scaffold::World};
 use ai_gateway::plugins::bindings::adapter::AuthScheme;
 use ai_gateway::plugins::{PluginRuntime, Registry, component};
 use ai_gateway::{api, reload};
@@ -86,6 +87,38 @@ enum PluginsCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Create a plugin crate on the guest SDK, ready to build into a component.
+    New {
+        /// The world the plugin implements.
+        world: World,
+        /// The plugin's name: its crate name and the file stem the gateway knows it by.
+        name: String,
+        /// The directory to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The guest SDK's directory (`sdk/` in the gateway's repository).
+        #[arg(long, env = "AIGW_SDK_DIR")]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate into a component and print the component's path.
+    Build {
+        /// The crate's directory or its Cargo.toml.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Also copy the component, atomically, into this directory (a gateway's provider_dir
+        /// or policy_dir), as `<name>.wasm`.
+        #[arg(long)]
+        install: Option<PathBuf>,
+    },
+    /// Show every component a running gateway has loaded.
+    List {
+        /// The gateway's base URL.
+        #[arg(long, env = "AIGW_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An API key of the gateway (`AIGW_API_KEYS` on its side).
+        #[arg(long, env = "AIGW_API_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,9 +134,17 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => check_config(&config),
-        Command::Plugins {
-            command: PluginsCommand::Check { files },
-        } => check_plugins(&files),
+        Command::Plugins { command } => match command {
+            PluginsCommand::Check { files } => check_plugins(&files),
+            PluginsCommand::New {
+                world,
+                name,
+                dir,
+                sdk,
+            } => new_plugin(world, &name, &dir, sdk),
+            PluginsCommand::Build { path, install } => build_plugin(&path, install.as_deref()),
+            PluginsCommand::List { url, key } => list_plugins(&url, key.as_deref()),
+        },
     };
     match result {
         Ok(code) => code,
@@ -320,6 +361,42 @@ fn check_plugins(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn new_plugin(
+    world: World,
+    name: &str,
+    parent: &Path,
+    sdk: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let sdk = sdk.or_else(plugin_kit::scaffold::bundled_sdk_dir).context(
+        "cannot find the guest SDK: pass --sdk <gateway checkout>/sdk (or set AIGW_SDK_DIR)",
+    )?;
+    let dir = plugin_kit::scaffold::new_plugin(world, name, parent, &sdk)?;
+    println!("created {}", dir.display());
+    println!("build it with: ai-gateway plugins build {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_plugin(path: &Path, install: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let built = plugin_kit::build::build(path)?;
+    match install {
+        Some(dir) => {
+            let installed = plugin_kit::build::install(&built, dir)?;
+            println!("{}", installed.display());
+        }
+        None => println!("{}", built.wasm.display()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_plugins(url: &str, key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reports = runtime.block_on(plugin_kit::inventory::fetch(url, key))?;
+    print!("{}", plugin_kit::inventory::render(&reports));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn auth_scheme(auth: &AuthScheme) -> String {

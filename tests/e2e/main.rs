@@ -8,6 +8,8 @@ mod hot_reload;
 mod http_api;
 mod mcp;
 mod openapi;
+mod plugin_kit;
+mod policy_suite;
 mod providers;
 mod roundtrip;
 mod routing;

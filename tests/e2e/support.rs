@@ -776,3 +776,29 @@ pub fn bundled_config(gateway_extra: &str) -> TestConfig {
     }
     config
 }
+
+/// A mock OpenAI-compatible upstream (streams too) and the providers.toml and models.toml bodies
+/// for three catalog models on it, read with the key in `key_env`: `cheap` (quality 0.7), `mid`
+/// (0.85, five times the price) and `dear` (0.95, twenty times).
+pub async fn three_tier_catalog(key_env: &str) -> (ReplayUpstream, String, String) {
+    let upstream = ReplayUpstream::start(|request| {
+        let model = request.body["model"].as_str().unwrap_or_default();
+        if request.body["stream"] == true {
+            openai_stream(model, "ok")
+        } else {
+            openai_completion(model, "ok")
+        }
+    })
+    .await;
+    let providers = format!(
+        "[mock]\nadapter = \"openai\"\napi_key_env = \"{key_env}\"\nbase_url = \"{}/v1\"\n",
+        upstream.base_url
+    );
+    let models = [
+        model_entry("cheap", "mock", 1.0, 0.7),
+        model_entry("mid", "mock", 5.0, 0.85),
+        model_entry("dear", "mock", 20.0, 0.95),
+    ]
+    .concat();
+    (upstream, providers, models)
+}

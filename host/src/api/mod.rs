@@ -33,6 +33,7 @@ pub fn router(gateway: Arc<Gateway>, keys: ApiKeys) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/admin/plugins", get(admin_plugins))
         .nest_service("/mcp", mcp)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -295,6 +296,12 @@ async fn providers(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Valu
         })
         .collect();
     Json(json!({"object": "list", "data": providers}))
+}
+
+/// Every loaded component (world, contract version, hash, load time, calls, faults) and every
+/// failed load: what `ai-gateway plugins list` shows.
+async fn admin_plugins(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    Json(json!({"object": "list", "data": gateway.registry().inventory()}))
 }
 
 async fn health() -> Json<serde_json::Value> {

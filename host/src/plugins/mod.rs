@@ -7,5 +7,5 @@ pub mod registry;
 pub mod runtime;
 
 pub use component::{ComponentKind, LoadedComponent};
-pub use registry::{ComponentSet, Registry, ReloadOutcome};
+pub use registry::{ComponentReport, ComponentSet, Registry, ReloadOutcome};
 pub use runtime::{CallLimits, PluginFault, PluginRuntime};

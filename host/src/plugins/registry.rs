@@ -11,7 +11,9 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
 
 /// Every loaded component by name.
 #[derive(Default, Clone)]
@@ -51,12 +53,42 @@ pub enum ReloadOutcome {
     Ignored,
 }
 
+/// One component as `GET /admin/plugins` and `ai-gateway plugins list` show it: a loaded
+/// component, or a file that failed to load and has nothing loaded under its name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ComponentReport {
+    /// The file stem, which is how config and requests refer to it.
+    pub name: String,
+    /// `provider` or `policy`.
+    pub world: String,
+    pub path: String,
+    /// The contract version the loaded component was built for (`0.1.0`).
+    pub wit_version: Option<String>,
+    /// SHA-256 of the loaded component's bytes.
+    pub sha256: Option<String>,
+    /// When the serving version was loaded, in milliseconds since the Unix epoch.
+    pub loaded_at_unix_ms: Option<u64>,
+    /// Calls into the serving version, and how many of them faulted (trap, deadline, memory).
+    pub calls: u64,
+    pub faults: u64,
+    /// Why the file's latest content failed to load (the previous version, if any, serves).
+    pub last_error: Option<String>,
+}
+
+/// A file whose content failed to load.
+struct LoadError {
+    kind: ComponentKind,
+    /// The hash of the content that failed: the same broken bytes are not retried or reported
+    /// again.
+    sha256: String,
+    reason: String,
+}
+
 pub struct Registry {
     runtime: Arc<PluginRuntime>,
     current: ArcSwap<ComponentSet>,
-    /// The last load error per file (with the hash of the content that failed), cleared when
-    /// the file loads. The hash stops the same broken bytes from being retried and re-reported.
-    errors: Mutex<BTreeMap<PathBuf, (String, String)>>,
+    /// The last load error per file, cleared when the file loads.
+    errors: Mutex<BTreeMap<PathBuf, LoadError>>,
 }
 
 impl Registry {
@@ -82,10 +114,65 @@ impl Registry {
             .lock()
             .map(|e| {
                 e.iter()
-                    .map(|(p, (_, why))| (p.clone(), why.clone()))
+                    .map(|(p, error)| (p.clone(), error.reason.clone()))
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Every loaded component with its counters and last load error, then every file that
+    /// failed with nothing loaded under its name; by world, then name.
+    pub fn inventory(&self) -> Vec<ComponentReport> {
+        let set = self.snapshot();
+        let errors = self.errors.lock();
+        let error_of = |path: &Path| {
+            errors
+                .as_ref()
+                .ok()
+                .and_then(|e| e.get(path).map(|error| error.reason.clone()))
+        };
+        let mut reports: Vec<ComponentReport> = set
+            .providers
+            .values()
+            .chain(set.policies.values())
+            .map(|c| ComponentReport {
+                name: c.name.to_string(),
+                world: c.kind().to_string(),
+                path: c.path.display().to_string(),
+                wit_version: Some(c.wit_version.clone()),
+                sha256: Some(c.sha256.clone()),
+                loaded_at_unix_ms: c
+                    .loaded_at
+                    .duration_since(UNIX_EPOCH)
+                    .ok()
+                    .and_then(|d| u64::try_from(d.as_millis()).ok()),
+                calls: c.calls.load(Ordering::Relaxed),
+                faults: c.faults.load(Ordering::Relaxed),
+                last_error: error_of(&c.path),
+            })
+            .collect();
+        if let Ok(errors) = &errors {
+            for (path, error) in errors.iter() {
+                let Some(name) = component::component_name(path) else {
+                    continue;
+                };
+                if set.get(error.kind, &name).is_none() {
+                    reports.push(ComponentReport {
+                        name,
+                        world: error.kind.to_string(),
+                        path: path.display().to_string(),
+                        wit_version: None,
+                        sha256: None,
+                        loaded_at_unix_ms: None,
+                        calls: 0,
+                        faults: 0,
+                        last_error: Some(error.reason.clone()),
+                    });
+                }
+            }
+        }
+        reports.sort_by(|a, b| (&a.world, &a.name).cmp(&(&b.world, &b.name)));
+        reports
     }
 
     /// Loads every component file in `dir`. Files that fail are logged and skipped.
@@ -149,7 +236,7 @@ impl Registry {
         if self.errors.lock().is_ok_and(|errors| {
             errors
                 .get(path)
-                .is_some_and(|(failed, _)| *failed == sha256)
+                .is_some_and(|failed| failed.sha256 == sha256)
         }) {
             return ReloadOutcome::Unchanged { name };
         }
@@ -168,7 +255,14 @@ impl Registry {
             Err(e) => {
                 let reason = format!("{e:#}");
                 if let Ok(mut errors) = self.errors.lock() {
-                    errors.insert(path.to_path_buf(), (sha256, reason.clone()));
+                    errors.insert(
+                        path.to_path_buf(),
+                        LoadError {
+                            kind,
+                            sha256,
+                            reason: reason.clone(),
+                        },
+                    );
                 }
                 ReloadOutcome::Failed { name, reason }
             }

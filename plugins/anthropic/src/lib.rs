@@ -33,19 +33,7 @@
 //! - Usage: `input-tokens` = `input_tokens` + `cache_read_input_tokens` +
 //!   `cache_creation_input_tokens`, since Anthropic's `input_tokens` excludes both cache parts.
 
-wit_bindgen::generate!({
-    world: "provider",
-    path: "../../wit",
-});
-
-use aigw::plugin::types::{
-    CompletionRequest, CompletionResponse, ContentPart, ErrorClass, FinishReason, Header,
-    HttpRequest, HttpResponse, Image, Message, ProviderError, ResponseFormat, Role, StreamDelta,
-    ToolCall, ToolCallDelta, ToolChoice, ToolDefinition, Usage,
-};
-use exports::aigw::plugin::adapter::{
-    AdapterInfo, AuthScheme, Guest, ProviderContext, StreamEvent, StreamFraming, StreamOutcome,
-};
+use aigw_plugin_sdk::provider::*;
 use serde_json::{Map, Value, json};
 
 /// The API version this adapter speaks, sent by the host on every request.
@@ -53,20 +41,18 @@ const API_VERSION: &str = "2023-06-01";
 
 struct Anthropic;
 
-export!(Anthropic);
+aigw_plugin_sdk::export_provider!(Anthropic);
 
-impl Guest for Anthropic {
+impl Adapter for Anthropic {
     fn describe() -> AdapterInfo {
         AdapterInfo {
-            name: "anthropic".into(),
-            description: "Anthropic Messages API".into(),
             auth: AuthScheme::Header("x-api-key".into()),
-            default_base_url: "https://api.anthropic.com".into(),
-            stream_framing: StreamFraming::Sse,
-            static_headers: vec![Header {
-                name: "anthropic-version".into(),
-                value: API_VERSION.into(),
-            }],
+            static_headers: vec![Header::new("anthropic-version", API_VERSION)],
+            ..AdapterInfo::new(
+                "anthropic",
+                "Anthropic Messages API",
+                "https://api.anthropic.com",
+            )
         }
     }
 
@@ -75,23 +61,14 @@ impl Guest for Anthropic {
         request: CompletionRequest,
     ) -> Result<HttpRequest, ProviderError> {
         let body = request_body(&request, ctx.default_max_output_tokens)?;
-        Ok(HttpRequest {
-            method: "POST".into(),
-            path: "/v1/messages".into(),
-            headers: vec![Header {
-                name: "content-type".into(),
-                value: "application/json".into(),
-            }],
-            body: body.to_string().into_bytes(),
-        })
+        Ok(HttpRequest::post_json("/v1/messages", &body))
     }
 
     fn parse_response(
         _ctx: ProviderContext,
         response: HttpResponse,
     ) -> Result<CompletionResponse, ProviderError> {
-        let body: Value = serde_json::from_slice(&response.body)
-            .map_err(|e| invalid(format!("response is not JSON: {e}")))?;
+        let body = response.json()?;
         if str_field(&body, "type").as_deref() == Some("error") {
             let error = body.get("error").unwrap_or(&Value::Null);
             return Err(error_from_body(error, Some(response.status), None));
@@ -99,7 +76,7 @@ impl Guest for Anthropic {
         let blocks = body
             .get("content")
             .and_then(Value::as_array)
-            .ok_or_else(|| invalid("response has no content array".into()))?;
+            .ok_or_else(|| ProviderError::invalid_response("response has no content array"))?;
         let mut content = Vec::new();
         let mut tool_calls = Vec::new();
         for block in blocks {
@@ -137,8 +114,9 @@ impl Guest for Anthropic {
         let value: Value = if data.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(data)
-                .map_err(|e| invalid(format!("stream event is not JSON: {e}")))?
+            serde_json::from_str(data).map_err(|e| {
+                ProviderError::invalid_response(format!("stream event is not JSON: {e}"))
+            })?
         };
         // Every data payload names its own type; the SSE event name is the fallback.
         let kind = value
@@ -153,7 +131,7 @@ impl Guest for Anthropic {
                     id: str_field(message, "id"),
                     model: str_field(message, "model"),
                     usage: message.get("usage").and_then(usage),
-                    ..empty_delta()
+                    ..StreamDelta::default()
                 }
             }
             "content_block_start" => {
@@ -166,12 +144,12 @@ impl Guest for Anthropic {
                             name: str_field(block, "name"),
                             arguments_fragment: String::new(),
                         }],
-                        ..empty_delta()
+                        ..StreamDelta::default()
                     },
                     Some("text") => match block.get("text").and_then(Value::as_str) {
                         Some(text) if !text.is_empty() => StreamDelta {
                             text: Some(text.to_string()),
-                            ..empty_delta()
+                            ..StreamDelta::default()
                         },
                         _ => return Ok(StreamOutcome::Deltas(Vec::new())),
                     },
@@ -183,7 +161,7 @@ impl Guest for Anthropic {
                 match d.get("type").and_then(Value::as_str) {
                     Some("text_delta") => StreamDelta {
                         text: str_field(d, "text"),
-                        ..empty_delta()
+                        ..StreamDelta::default()
                     },
                     Some("input_json_delta") => StreamDelta {
                         tool_calls: vec![ToolCallDelta {
@@ -192,7 +170,7 @@ impl Guest for Anthropic {
                             name: None,
                             arguments_fragment: str_field(d, "partial_json").unwrap_or_default(),
                         }],
-                        ..empty_delta()
+                        ..StreamDelta::default()
                     },
                     // Thinking, signature and citation deltas are not forwarded.
                     _ => return Ok(StreamOutcome::Deltas(Vec::new())),
@@ -206,7 +184,7 @@ impl Guest for Anthropic {
                     // the input fields come out as 0; the host keeps each field's maximum
                     // across reports, which preserves the input counts from `message_start`.
                     usage: value.get("usage").and_then(usage),
-                    ..empty_delta()
+                    ..StreamDelta::default()
                 }
             }
             "message_stop" => return Ok(StreamOutcome::Done(Vec::new())),
@@ -230,10 +208,7 @@ impl Guest for Anthropic {
                 message: format!(
                     "upstream answered {}: {}",
                     response.status,
-                    String::from_utf8_lossy(&response.body)
-                        .chars()
-                        .take(500)
-                        .collect::<String>()
+                    body_snippet(&response.body, 500)
                 ),
                 retry_after_ms: retry_after,
                 status: Some(response.status),
@@ -295,15 +270,14 @@ fn request_body(
     match &request.response_format {
         None | Some(ResponseFormat::Text) => {}
         Some(ResponseFormat::JsonObject) => {
-            return Err(bad_request(
+            return Err(ProviderError::bad_request(
                 "Anthropic has no schema-less JSON mode: use response_format \
-                 {\"type\": \"json_schema\"} (structured outputs, Claude 4.5 and later models)"
-                    .into(),
+                 {\"type\": \"json_schema\"} (structured outputs, Claude 4.5 and later models)",
             ));
         }
         Some(ResponseFormat::JsonSchema(format)) => {
             let schema = json_object_text(&format.schema_json).ok_or_else(|| {
-                bad_request(format!(
+                ProviderError::bad_request(format!(
                     "response_format.json_schema '{}': the schema is not a JSON object",
                     format.name
                 ))
@@ -397,7 +371,7 @@ fn content_blocks(
             ContentPart::Text(text) => blocks.push(json!({"type": "text", "text": text})),
             ContentPart::Image(image) if images_allowed => blocks.push(image_block(index, image)?),
             ContentPart::Image(_) => {
-                return Err(bad_request(format!(
+                return Err(ProviderError::bad_request(format!(
                     "messages[{index}]: Anthropic accepts images only in user and tool messages"
                 )));
             }
@@ -413,7 +387,7 @@ fn text_only(index: usize, message: &Message, role: &str) -> Result<String, Prov
         match part {
             ContentPart::Text(t) => text.push_str(t),
             ContentPart::Image(_) => {
-                return Err(bad_request(format!(
+                return Err(ProviderError::bad_request(format!(
                     "messages[{index}]: {role} messages may contain only text on Anthropic"
                 )));
             }
@@ -426,7 +400,7 @@ fn image_block(index: usize, image: &Image) -> Result<Value, ProviderError> {
     let url = image.url.trim();
     if let Some(rest) = url.strip_prefix("data:") {
         let (meta, data) = rest.split_once(',').ok_or_else(|| {
-            bad_request(format!(
+            ProviderError::bad_request(format!(
                 "messages[{index}]: malformed data URL for an image"
             ))
         })?;
@@ -437,12 +411,12 @@ fn image_block(index: usize, image: &Image) -> Result<Value, ProviderError> {
             .map(str::to_string)
             .or_else(|| image.media_type.clone())
             .ok_or_else(|| {
-                bad_request(format!(
+                ProviderError::bad_request(format!(
                     "messages[{index}]: the image data URL has no media type"
                 ))
             })?;
         if !params.any(|p| p.eq_ignore_ascii_case("base64")) {
-            return Err(bad_request(format!(
+            return Err(ProviderError::bad_request(format!(
                 "messages[{index}]: Anthropic accepts only base64 image data URLs"
             )));
         }
@@ -457,7 +431,7 @@ fn image_block(index: usize, image: &Image) -> Result<Value, ProviderError> {
             "type": "image",
             "source": {"type": "url", "url": url},
         })),
-        _ => Err(bad_request(format!(
+        _ => Err(ProviderError::bad_request(format!(
             "messages[{index}]: an image URL must be https: or a base64 data: URL"
         ))),
     }
@@ -468,14 +442,14 @@ fn tool_use_block(index: usize, call: &ToolCall) -> Result<Value, ProviderError>
         json!({})
     } else {
         serde_json::from_str::<Value>(&call.arguments).map_err(|e| {
-            bad_request(format!(
+            ProviderError::bad_request(format!(
                 "messages[{index}]: the arguments of tool call '{}' are not valid JSON: {e}",
                 call.id
             ))
         })?
     };
     if !input.is_object() {
-        return Err(bad_request(format!(
+        return Err(ProviderError::bad_request(format!(
             "messages[{index}]: the arguments of tool call '{}' must be a JSON object",
             call.id
         )));
@@ -489,7 +463,7 @@ fn tool_result_block(index: usize, message: &Message) -> Result<Value, ProviderE
         .as_deref()
         .filter(|id| !id.is_empty())
         .ok_or_else(|| {
-            bad_request(format!(
+            ProviderError::bad_request(format!(
                 "messages[{index}]: a tool message needs the tool_call_id it answers"
             ))
         })?;
@@ -519,7 +493,7 @@ fn tool_json(tool: &ToolDefinition) -> Result<Value, ProviderError> {
         json!({"type": "object", "properties": {}})
     } else {
         json_object_text(&tool.parameters_json).ok_or_else(|| {
-            bad_request(format!(
+            ProviderError::bad_request(format!(
                 "tools: the parameters of '{}' are not a JSON object",
                 tool.name
             ))
@@ -569,18 +543,7 @@ fn block_index(event: &Value) -> Result<u32, ProviderError> {
         .get("index")
         .and_then(Value::as_u64)
         .and_then(|i| u32::try_from(i).ok())
-        .ok_or_else(|| invalid("content block event has no valid index".into()))
-}
-
-fn empty_delta() -> StreamDelta {
-    StreamDelta {
-        text: None,
-        tool_calls: Vec::new(),
-        finish_reason: None,
-        usage: None,
-        model: None,
-        id: None,
-    }
+        .ok_or_else(|| ProviderError::invalid_response("content block event has no valid index"))
 }
 
 /// Anthropic's `input_tokens` excludes cache reads and writes; the unified count includes them.
@@ -612,28 +575,6 @@ fn finish_reason(value: Option<&Value>) -> FinishReason {
         Some("tool_use") => FinishReason::ToolCalls,
         Some("refusal") => FinishReason::ContentFilter,
         _ => FinishReason::Other,
-    }
-}
-
-fn str_field(value: &Value, key: &str) -> Option<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-fn invalid(message: String) -> ProviderError {
-    ProviderError {
-        class: ErrorClass::InvalidResponse,
-        message,
-        retry_after_ms: None,
-        status: None,
-    }
-}
-
-fn bad_request(message: String) -> ProviderError {
-    ProviderError {
-        class: ErrorClass::BadRequest,
-        message,
-        retry_after_ms: None,
-        status: None,
     }
 }
 
@@ -699,20 +640,10 @@ fn error_from_body(
     }
 }
 
-/// `retry-after` in seconds. HTTP-date values are ignored.
-fn retry_after_ms(headers: &[Header]) -> Option<u64> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("retry-after"))
-        .and_then(|h| h.value.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite())
-        .map(|s| (s.max(0.0) * 1000.0) as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aigw::plugin::types::{JsonSchemaFormat, Sampling};
+    use aigw_plugin_sdk::testing::sse_events;
 
     fn ctx() -> ProviderContext {
         ProviderContext {
@@ -723,16 +654,10 @@ mod tests {
     }
 
     fn msg(role: Role, text: &str) -> Message {
-        Message {
-            role,
-            content: if text.is_empty() {
-                Vec::new()
-            } else {
-                vec![ContentPart::Text(text.into())]
-            },
-            name: None,
-            tool_calls: Vec::new(),
-            tool_call_id: None,
+        if text.is_empty() {
+            Message::new(role, Vec::new())
+        } else {
+            Message::text(role, text)
         }
     }
 
@@ -744,32 +669,11 @@ mod tests {
     }
 
     fn call(id: &str, name: &str, arguments: &str) -> ToolCall {
-        ToolCall {
-            id: id.into(),
-            name: name.into(),
-            arguments: arguments.into(),
-        }
+        ToolCall::new(id, name, arguments)
     }
 
     fn request(messages: Vec<Message>) -> CompletionRequest {
-        CompletionRequest {
-            model: "claude-sonnet-4-5".into(),
-            messages,
-            tools: Vec::new(),
-            tool_choice: None,
-            response_format: None,
-            sampling: Sampling {
-                temperature: None,
-                top_p: None,
-                max_output_tokens: None,
-                stop: Vec::new(),
-                seed: None,
-                presence_penalty: None,
-                frequency_penalty: None,
-            },
-            stream: false,
-            end_user: None,
-        }
+        CompletionRequest::new("claude-sonnet-4-5", messages)
     }
 
     fn body_of(request: CompletionRequest) -> Value {
@@ -788,33 +692,7 @@ mod tests {
     }
 
     fn http(status: u16, headers: Vec<Header>, body: Vec<u8>) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    /// Splits an SSE body into events the way the host does.
-    fn sse_events(body: &str) -> Vec<StreamEvent> {
-        body.split("\n\n")
-            .filter(|chunk| !chunk.trim().is_empty())
-            .map(|chunk| {
-                let mut event = None;
-                let mut data = Vec::new();
-                for line in chunk.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event = Some(v.trim().to_string());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push(v.strip_prefix(' ').unwrap_or(v));
-                    }
-                }
-                StreamEvent {
-                    event,
-                    data: data.join("\n"),
-                }
-            })
-            .collect()
+        HttpResponse::new(status, headers, body)
     }
 
     #[derive(Default)]

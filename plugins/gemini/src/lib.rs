@@ -18,19 +18,7 @@
 //!   stateless per event, so ids and indexes are derived from a hash of the call and its chunk
 //!   (see [`stream_tool_call`]).
 
-wit_bindgen::generate!({
-    world: "provider",
-    path: "../../wit",
-});
-
-use aigw::plugin::types::{
-    CompletionRequest, CompletionResponse, ContentPart, ErrorClass, FinishReason, Header,
-    HttpRequest, HttpResponse, Image, Message, ProviderError, ResponseFormat, Role, StreamDelta,
-    ToolCall, ToolCallDelta, ToolChoice, Usage,
-};
-use exports::aigw::plugin::adapter::{
-    AdapterInfo, AuthScheme, Guest, ProviderContext, StreamEvent, StreamFraming, StreamOutcome,
-};
+use aigw_plugin_sdk::provider::*;
 use serde_json::{Map, Value, json};
 
 /// Placeholder `thoughtSignature` that the Gemini API documents for function calls it did not
@@ -39,17 +27,17 @@ const SKIP_THOUGHT_SIGNATURE: &str = "skip_thought_signature_validator";
 
 struct Gemini;
 
-export!(Gemini);
+aigw_plugin_sdk::export_provider!(Gemini);
 
-impl Guest for Gemini {
+impl Adapter for Gemini {
     fn describe() -> AdapterInfo {
         AdapterInfo {
-            name: "gemini".into(),
-            description: "Google Gemini API (generateContent, v1beta)".into(),
             auth: AuthScheme::Query("key".into()),
-            default_base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
-            stream_framing: StreamFraming::Sse,
-            static_headers: Vec::new(),
+            ..AdapterInfo::new(
+                "gemini",
+                "Google Gemini API (generateContent, v1beta)",
+                "https://generativelanguage.googleapis.com/v1beta",
+            )
         }
     }
 
@@ -65,23 +53,14 @@ impl Guest for Gemini {
             format!("{model}:generateContent")
         };
         let body = request_body(&request)?;
-        Ok(HttpRequest {
-            method: "POST".into(),
-            path,
-            headers: vec![Header {
-                name: "content-type".into(),
-                value: "application/json".into(),
-            }],
-            body: body.to_string().into_bytes(),
-        })
+        Ok(HttpRequest::post_json(path, &body))
     }
 
     fn parse_response(
         _ctx: ProviderContext,
         response: HttpResponse,
     ) -> Result<CompletionResponse, ProviderError> {
-        let body: Value = serde_json::from_slice(&response.body)
-            .map_err(|e| invalid(format!("response is not JSON: {e}")))?;
+        let body = response.json()?;
         completion_from_body(&body, response.status)
     }
 
@@ -117,7 +96,9 @@ fn model_path(model: &str) -> Result<String, ProviderError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !valid {
-        return Err(bad_request(format!("invalid Gemini model id '{model}'")));
+        return Err(ProviderError::bad_request(format!(
+            "invalid Gemini model id '{model}'"
+        )));
     }
     Ok(format!("/{collection}/{id}"))
 }
@@ -219,8 +200,9 @@ fn generation_config(request: &CompletionRequest) -> Result<Map<String, Value>, 
 
 /// Parses a JSON Schema given as text, dropping the root `$schema` keyword Gemini does not list.
 fn parse_schema(text: &str, what: &str) -> Result<Value, ProviderError> {
-    let mut schema: Value = serde_json::from_str(text)
-        .map_err(|e| bad_request(format!("{what}: the JSON Schema is not valid JSON: {e}")))?;
+    let mut schema: Value = serde_json::from_str(text).map_err(|e| {
+        ProviderError::bad_request(format!("{what}: the JSON Schema is not valid JSON: {e}"))
+    })?;
     if let Some(object) = schema.as_object_mut() {
         object.remove("$schema");
     }
@@ -286,12 +268,12 @@ fn image_part(image: &Image) -> Result<Value, ProviderError> {
     if let Some(rest) = image.url.strip_prefix("data:") {
         let (header, data) = rest
             .split_once(',')
-            .ok_or_else(|| bad_request("image data URL has no ',' separator".into()))?;
+            .ok_or_else(|| ProviderError::bad_request("image data URL has no ',' separator"))?;
         let mut params = header.split(';');
         let mime = params.next().unwrap_or_default().trim();
         if !params.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
-            return Err(bad_request(
-                "image data URLs must be base64-encoded (data:<type>;base64,...)".into(),
+            return Err(ProviderError::bad_request(
+                "image data URLs must be base64-encoded (data:<type>;base64,...)",
             ));
         }
         let mime = if mime.is_empty() {
@@ -335,11 +317,11 @@ fn call_arguments(call: &ToolCall) -> Result<Value, ProviderError> {
     }
     match serde_json::from_str::<Value>(&call.arguments) {
         Ok(args @ Value::Object(_)) => Ok(args),
-        Ok(_) => Err(bad_request(format!(
+        Ok(_) => Err(ProviderError::bad_request(format!(
             "arguments of tool call '{}' ({}) are not a JSON object",
             call.id, call.name
         ))),
-        Err(e) => Err(bad_request(format!(
+        Err(e) => Err(ProviderError::bad_request(format!(
             "arguments of tool call '{}' ({}) are not valid JSON: {e}",
             call.id, call.name
         ))),
@@ -352,7 +334,7 @@ fn tool_result_parts(message: &Message, earlier: &[Message]) -> Result<Vec<Value
     let call_id = message
         .tool_call_id
         .as_deref()
-        .ok_or_else(|| bad_request("a tool message has no tool-call-id".into()))?;
+        .ok_or_else(|| ProviderError::bad_request("a tool message has no tool-call-id"))?;
     let name = earlier
         .iter()
         .rev()
@@ -360,7 +342,7 @@ fn tool_result_parts(message: &Message, earlier: &[Message]) -> Result<Vec<Value
         .find_map(|m| m.tool_calls.iter().find(|c| c.id == call_id))
         .map(|c| c.name.clone())
         .ok_or_else(|| {
-            bad_request(format!(
+            ProviderError::bad_request(format!(
                 "tool result '{call_id}' answers no earlier assistant tool call"
             ))
         })?;
@@ -388,7 +370,7 @@ fn completion_from_body(body: &Value, status: u16) -> Result<CompletionResponse,
     }
     let Some(candidate) = body.pointer("/candidates/0") else {
         return Err(blocked(body, Some(status))
-            .unwrap_or_else(|| invalid("response has no candidates".into())));
+            .unwrap_or_else(|| ProviderError::invalid_response("response has no candidates")));
     };
     let parts = candidate_parts(candidate);
     let text = parts_text(parts);
@@ -502,7 +484,7 @@ fn parse_chunk(data: &str) -> Result<StreamOutcome, ProviderError> {
         return Ok(StreamOutcome::Done(Vec::new()));
     }
     let chunk: Value = serde_json::from_str(data)
-        .map_err(|e| invalid(format!("stream event is not JSON: {e}")))?;
+        .map_err(|e| ProviderError::invalid_response(format!("stream event is not JSON: {e}")))?;
     // An error can arrive as the object itself or wrapped in a one-element array.
     let chunk = match chunk {
         Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
@@ -666,7 +648,7 @@ fn finish_reason(reason: &str, has_tool_calls: bool) -> FinishReason {
 // ---------------------------------------------------------------------------------------------
 
 fn classify(status: u16, headers: &[Header], body: &[u8]) -> ProviderError {
-    let retry_after = retry_after_header_ms(headers);
+    let retry_after = retry_after_ms(headers);
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     // `streamGenerateContent` without `alt=sse` wraps errors in an array.
     let body = match &body {
@@ -791,80 +773,21 @@ fn duration_ms(text: &str) -> Option<u64> {
     (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
 }
 
-/// `retry-after` in seconds. HTTP-date values are ignored.
-fn retry_after_header_ms(headers: &[Header]) -> Option<u64> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("retry-after"))
-        .and_then(|h| h.value.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite())
-        .map(|s| (s.max(0.0) * 1000.0) as u64)
-}
-
-fn str_field(value: &Value, key: &str) -> Option<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-fn invalid(message: String) -> ProviderError {
-    ProviderError {
-        class: ErrorClass::InvalidResponse,
-        message,
-        retry_after_ms: None,
-        status: None,
-    }
-}
-
-fn bad_request(message: String) -> ProviderError {
-    ProviderError {
-        class: ErrorClass::BadRequest,
-        message,
-        retry_after_ms: None,
-        status: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aigw::plugin::types::{JsonSchemaFormat, Sampling, ToolDefinition};
+    use aigw_plugin_sdk::testing::sse_events;
 
     fn message(role: Role, text: &str) -> Message {
-        Message {
-            role,
-            content: vec![ContentPart::Text(text.into())],
-            name: None,
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-        }
+        Message::text(role, text)
     }
 
     fn call(id: &str, name: &str, arguments: &str) -> ToolCall {
-        ToolCall {
-            id: id.into(),
-            name: name.into(),
-            arguments: arguments.into(),
-        }
+        ToolCall::new(id, name, arguments)
     }
 
     fn request(messages: Vec<Message>) -> CompletionRequest {
-        CompletionRequest {
-            model: "gemini-2.5-flash".into(),
-            messages,
-            tools: Vec::new(),
-            tool_choice: None,
-            response_format: None,
-            sampling: Sampling {
-                temperature: None,
-                top_p: None,
-                max_output_tokens: None,
-                stop: Vec::new(),
-                seed: None,
-                presence_penalty: None,
-                frequency_penalty: None,
-            },
-            stream: false,
-            end_user: None,
-        }
+        CompletionRequest::new("gemini-2.5-flash", messages)
     }
 
     fn fixture(name: &str) -> String {
@@ -876,18 +799,8 @@ mod tests {
     }
 
     /// The `data:` payloads of an SSE body, as the host's SSE reader hands them over.
-    fn sse_events(body: &str) -> Vec<String> {
-        body.replace("\r\n", "\n")
-            .split("\n\n")
-            .filter(|e| !e.trim().is_empty())
-            .map(|e| {
-                e.lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .collect()
+    fn sse_data(body: &str) -> Vec<String> {
+        sse_events(body).into_iter().map(|e| e.data).collect()
     }
 
     fn deltas(outcome: StreamOutcome) -> (bool, Vec<StreamDelta>) {
@@ -1149,7 +1062,7 @@ mod tests {
 
     #[test]
     fn streams_text_fixture() {
-        let events = sse_events(&fixture("stream-text.sse"));
+        let events = sse_data(&fixture("stream-text.sse"));
         assert_eq!(events.len(), 3);
         let mut text = String::new();
         for (i, event) in events.iter().enumerate() {
@@ -1173,7 +1086,7 @@ mod tests {
 
     #[test]
     fn streams_function_call_fixture() {
-        let events = sse_events(&fixture("stream-function-call.sse"));
+        let events = sse_data(&fixture("stream-function-call.sse"));
         let mut calls = Vec::new();
         let mut last = None;
         for event in &events {

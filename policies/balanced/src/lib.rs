@@ -8,18 +8,11 @@
 //! candidates was rejected because it turns a 0.85 vs 0.95 quality gap into 0 vs 1. Requirements
 //! shift the weights rather than adding ad-hoc bonuses, which keeps scores comparable and finite.
 
-wit_bindgen::generate!({
-    world: "policy",
-    path: "../../wit",
-});
-
-use exports::aigw::plugin::ranker::{
-    Candidate, CircuitState, Guest, PolicyInfo, Ranking, RequestFeatures, Scored,
-};
+use aigw_plugin_sdk::policy::*;
 
 struct Balanced;
 
-export!(Balanced);
+aigw_plugin_sdk::export_policy!(Balanced);
 
 /// The bonus a candidate gets on quality when the request's task is one of its specialties.
 const SPECIALTY_BONUS: f64 = 0.1;
@@ -67,20 +60,17 @@ impl Weights {
     }
 }
 
-impl Guest for Balanced {
+impl Policy for Balanced {
     fn describe() -> PolicyInfo {
-        PolicyInfo {
-            name: "balanced".into(),
-            description: "weighted cost, quality and latency, scaled by health".into(),
-        }
+        PolicyInfo::new(
+            "balanced",
+            "weighted cost, quality and latency, scaled by health",
+        )
     }
 
     fn rank(features: RequestFeatures, candidates: Vec<Candidate>) -> Ranking {
         if candidates.is_empty() {
-            return Ranking {
-                ranked: Vec::new(),
-                reason: "no candidates".into(),
-            };
+            return Ranking::empty();
         }
         let weights = Weights::for_request(&features);
         let cheapest = candidates
@@ -104,7 +94,7 @@ impl Guest for Balanced {
                     _ => NEUTRAL_LATENCY_SCORE,
                 };
                 let mut quality = f64::from(c.quality).clamp(0.0, 1.0);
-                if c.specialties.contains(&features.task) {
+                if c.is_specialist(features.task) {
                     quality = (quality + SPECIALTY_BONUS).min(1.0);
                 }
                 let quality = ((quality - 0.5) / 0.5).clamp(0.0, 1.0);
@@ -117,13 +107,12 @@ impl Guest for Balanced {
                 {
                     score *= 0.1;
                 }
-                Scored {
-                    id: c.id.clone(),
-                    score: if score.is_finite() { score } else { 0.0 },
-                }
+                Scored::new(c.id.clone(), if score.is_finite() { score } else { 0.0 })
             })
             .collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        // The host rejects a ranking that names a model twice; keep each id's best place.
+        dedup_by_id(&mut ranked, |s| &s.id);
 
         let reason = match ranked.first().and_then(|best| {
             candidates

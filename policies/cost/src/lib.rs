@@ -17,21 +17,11 @@
 //! and arrive with noise (0.70 is 0.69999998), and a 0.70 specialist with its 0.05 bonus must
 //! meet a 0.75 floor; integer keys also give the sort the total order it needs.
 
-wit_bindgen::generate!({
-    world: "policy",
-    path: "../../wit",
-});
-
-use std::cmp::Ordering;
-use std::collections::BTreeSet;
-
-use exports::aigw::plugin::ranker::{
-    Candidate, CircuitState, Guest, PolicyInfo, Ranking, RequestFeatures, Scored, TaskClass,
-};
+use aigw_plugin_sdk::policy::*;
 
 struct Cost;
 
-export!(Cost);
+aigw_plugin_sdk::export_policy!(Cost);
 
 /// The quality a model needs for each task class, on the catalog's 0.0 to 1.0 scale.
 ///
@@ -58,8 +48,6 @@ const HIGH_QUALITY_RAISE: f64 = 0.10;
 /// Added to a candidate's quality when the request's task is one of its specialties: a
 /// specialist does better at its task than its overall catalog score says.
 const SPECIALTY_BONUS: f64 = 0.05;
-/// Basis points per unit of quality: the precision at which qualities and floors are compared.
-const QUALITY_POINTS: f64 = 10_000.0;
 /// The cost at which a candidate meeting the floor scores 0.5 (a free one scores 1.0).
 const COST_SCALE_USD: f64 = 0.001;
 /// Subtracted from the quality of candidates below the floor, so that their scores are negative
@@ -86,35 +74,25 @@ struct Entry<'a> {
     meets_floor: bool,
 }
 
-impl Guest for Cost {
+impl Policy for Cost {
     fn describe() -> PolicyInfo {
-        PolicyInfo {
-            name: "cost".into(),
-            description: "cheapest model meeting the task's quality floor".into(),
-        }
+        PolicyInfo::new("cost", "cheapest model meeting the task's quality floor")
     }
 
     fn rank(features: RequestFeatures, candidates: Vec<Candidate>) -> Ranking {
         if candidates.is_empty() {
-            return Ranking {
-                ranked: Vec::new(),
-                reason: "no candidates".into(),
-            };
+            return Ranking::empty();
         }
         let floor = quality_floor(&features);
-        let floor_points = to_points(floor);
+        let floor_points = quality_points(floor);
         let mut entries: Vec<Entry> = candidates
             .iter()
             .map(|c| {
-                let specialist = c.specialties.contains(&features.task);
-                let mut quality = to_points(f64::from(c.quality));
-                if specialist {
-                    quality += to_points(SPECIALTY_BONUS);
-                }
+                let quality = c.quality_points_for(features.task, SPECIALTY_BONUS);
                 Entry {
                     candidate: c,
                     quality,
-                    specialist,
+                    specialist: c.is_specialist(features.task),
                     cost: known_cost(c.estimated_cost_usd),
                     meets_floor: quality >= floor_points,
                 }
@@ -130,22 +108,24 @@ impl Guest for Cost {
                 .then_with(|| {
                     if a.meets_floor {
                         cmp_cost(a.cost, b.cost)
-                            .then_with(|| circuit_rank(a).cmp(&circuit_rank(b)))
+                            .then_with(|| {
+                                a.candidate.circuit.rank().cmp(&b.candidate.circuit.rank())
+                            })
                             .then_with(|| b.quality.cmp(&a.quality))
                     } else {
                         b.quality
                             .cmp(&a.quality)
-                            .then_with(|| circuit_rank(a).cmp(&circuit_rank(b)))
+                            .then_with(|| {
+                                a.candidate.circuit.rank().cmp(&b.candidate.circuit.rank())
+                            })
                             .then_with(|| cmp_cost(a.cost, b.cost))
                     }
                 })
                 .then_with(|| a.candidate.id.cmp(&b.candidate.id))
         });
-        // The host rejects a ranking that names a model twice; keep each id's best place.
-        let mut seen = BTreeSet::new();
-        entries.retain(|e| seen.insert(e.candidate.id.as_str()));
+        dedup_by_id(&mut entries, |e| &e.candidate.id);
 
-        let task = task_name(features.task);
+        let task = features.task.name();
         let best = &entries[0];
         let reason = if best.meets_floor {
             format!(
@@ -161,7 +141,7 @@ impl Guest for Cost {
                 "no candidate meets the {task} floor {floor:.2}; highest quality first: {} \
                  (quality {:.2}{})",
                 best.candidate.id,
-                to_points(f64::from(best.candidate.quality)) as f64 / QUALITY_POINTS,
+                points_to_quality(quality_points(f64::from(best.candidate.quality))),
                 if best.specialist {
                     " + specialist bonus"
                 } else {
@@ -181,7 +161,7 @@ impl Guest for Cost {
                     e.cost
                         .map_or(0.0, |cost| 1.0 / (1.0 + cost / COST_SCALE_USD))
                 } else {
-                    e.quality as f64 / QUALITY_POINTS - BELOW_FLOOR_OFFSET
+                    points_to_quality(e.quality) - BELOW_FLOOR_OFFSET
                 },
             })
             .collect();
@@ -189,78 +169,13 @@ impl Guest for Cost {
     }
 }
 
-/// A quality (or floor) in basis points, clamped to 0.0..1.0; NaN counts as 0.
-fn to_points(quality: f64) -> i64 {
-    let quality = if quality.is_nan() {
-        0.0
-    } else {
-        quality.clamp(0.0, 1.0)
-    };
-    (quality * QUALITY_POINTS).round() as i64
-}
-
-/// The estimated cost when it is usable: finite and not negative (zero is a free local model).
-fn known_cost(cost: f64) -> Option<f64> {
-    (cost.is_finite() && cost >= 0.0).then_some(cost + 0.0)
-}
-
-/// Cheaper first; an unknown cost after every known one, since this policy cannot vouch for it.
-fn cmp_cost(a: Option<f64>, b: Option<f64>) -> Ordering {
-    match (a, b) {
-        (Some(a), Some(b)) => a.total_cmp(&b),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
-}
-
-/// Closed circuits before half-open ones (which only probes should reach). Open circuits are
-/// removed by the host; should one arrive anyway it goes last.
-fn circuit_rank(entry: &Entry) -> u8 {
-    match entry.candidate.circuit {
-        CircuitState::Closed => 0,
-        CircuitState::HalfOpen => 1,
-        CircuitState::Open => 2,
-    }
-}
-
-fn task_name(task: TaskClass) -> &'static str {
-    match task {
-        TaskClass::Code => "code",
-        TaskClass::Math => "math",
-        TaskClass::Reasoning => "reasoning",
-        TaskClass::Creative => "creative",
-        TaskClass::Summarization => "summarization",
-        TaskClass::Translation => "translation",
-        TaskClass::Extraction => "extraction",
-        TaskClass::Chat => "chat",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exports::aigw::plugin::ranker::Requirements;
+    use aigw_plugin_sdk::testing::{ids, rank_checked};
 
     fn features(task: TaskClass) -> RequestFeatures {
-        RequestFeatures {
-            task,
-            task_confidence: 0.9,
-            estimated_input_tokens: 1000,
-            max_output_tokens: None,
-            requirements: Requirements {
-                low_cost: false,
-                high_quality: false,
-                low_latency: false,
-                max_cost_usd: None,
-                max_latency_ms: None,
-            },
-            needs_tools: false,
-            needs_vision: false,
-            needs_json: false,
-            api_key_id: None,
-            requested_model: None,
-        }
+        RequestFeatures::new(task)
     }
 
     fn high_quality(task: TaskClass) -> RequestFeatures {
@@ -270,66 +185,23 @@ mod tests {
     }
 
     fn candidate(id: &str, quality: f32, cost: f64) -> Candidate {
-        Candidate {
-            id: id.into(),
-            provider: "test".into(),
-            input_price_per_mtok: 1.0,
-            cached_input_price_per_mtok: 0.1,
-            output_price_per_mtok: 4.0,
-            estimated_cost_usd: cost,
-            quality,
-            specialties: Vec::new(),
-            context_window: 128_000,
-            ewma_latency_ms: None,
-            ewma_ttft_ms: None,
-            success_rate: 1.0,
-            circuit: CircuitState::Closed,
-            rate_limit_headroom: 1.0,
-        }
+        Candidate::new(id, "test")
+            .with_quality(quality)
+            .with_cost(cost)
     }
 
     fn specialist(id: &str, quality: f32, cost: f64, task: TaskClass) -> Candidate {
-        Candidate {
-            specialties: vec![task],
-            ..candidate(id, quality, cost)
-        }
+        candidate(id, quality, cost).with_specialties(&[task])
     }
 
     fn half_open(c: Candidate) -> Candidate {
-        Candidate {
-            circuit: CircuitState::HalfOpen,
-            ..c
-        }
+        c.with_circuit(CircuitState::HalfOpen)
     }
 
     /// Ranks and checks the contract: every candidate exactly once, finite scores that never
     /// rise along the ranking.
     fn rank(features: RequestFeatures, candidates: Vec<Candidate>) -> Ranking {
-        let mut want: Vec<String> = candidates.iter().map(|c| c.id.clone()).collect();
-        want.sort();
-        want.dedup();
-        let ranking = Cost::rank(features, candidates);
-        let mut got: Vec<String> = ranking.ranked.iter().map(|s| s.id.clone()).collect();
-        got.sort();
-        assert_eq!(got, want, "every candidate exactly once");
-        for s in &ranking.ranked {
-            assert!(s.score.is_finite(), "{} scored {}", s.id, s.score);
-        }
-        for pair in ranking.ranked.windows(2) {
-            assert!(
-                pair[0].score >= pair[1].score,
-                "scores rise from {} ({}) to {} ({})",
-                pair[0].id,
-                pair[0].score,
-                pair[1].id,
-                pair[1].score
-            );
-        }
-        ranking
-    }
-
-    fn ids(ranking: &Ranking) -> Vec<&str> {
-        ranking.ranked.iter().map(|s| s.id.as_str()).collect()
+        rank_checked::<Cost>(features, candidates)
     }
 
     #[test]

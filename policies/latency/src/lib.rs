@@ -17,21 +17,13 @@
 //! because a fast failure costs the caller a retry. Nothing is skipped: the host has already
 //! removed the candidates that cannot serve the request.
 
-wit_bindgen::generate!({
-    world: "policy",
-    path: "../../wit",
-});
-
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
 
-use exports::aigw::plugin::ranker::{
-    Candidate, CircuitState, Guest, PolicyInfo, Ranking, RequestFeatures, Scored,
-};
+use aigw_plugin_sdk::policy::*;
 
 struct Latency;
 
-export!(Latency);
+aigw_plugin_sdk::export_policy!(Latency);
 
 /// Below this success rate a candidate goes after every healthier one. A NaN rate counts as no
 /// history (1.0): demoting a model takes evidence.
@@ -69,20 +61,17 @@ struct Entry<'a> {
     cost: Option<f64>,
 }
 
-impl Guest for Latency {
+impl Policy for Latency {
     fn describe() -> PolicyInfo {
-        PolicyInfo {
-            name: "latency".into(),
-            description: "fastest observed model first, healthy ones before probes".into(),
-        }
+        PolicyInfo::new(
+            "latency",
+            "fastest observed model first, healthy ones before probes",
+        )
     }
 
     fn rank(_features: RequestFeatures, candidates: Vec<Candidate>) -> Ranking {
         if candidates.is_empty() {
-            return Ranking {
-                ranked: Vec::new(),
-                reason: "no candidates".into(),
-            };
+            return Ranking::empty();
         }
         let mut entries: Vec<Entry> = candidates
             .iter()
@@ -109,9 +98,7 @@ impl Guest for Latency {
                 })
                 .then_with(|| a.candidate.id.cmp(&b.candidate.id))
         });
-        // The host rejects a ranking that names a model twice; keep each id's best place.
-        let mut seen = BTreeSet::new();
-        entries.retain(|e| seen.insert(e.candidate.id.as_str()));
+        dedup_by_id(&mut entries, |e| &e.candidate.id);
 
         let mut ranked = Vec::with_capacity(entries.len());
         let mut unobserved_in_tier = 0.0;
@@ -128,10 +115,10 @@ impl Guest for Latency {
                     UNOBSERVED_SCORE / unobserved_in_tier
                 }
             };
-            ranked.push(Scored {
-                id: e.candidate.id.clone(),
-                score: base - TIER_STEP * f64::from(e.tier),
-            });
+            ranked.push(Scored::new(
+                e.candidate.id.clone(),
+                base - TIER_STEP * f64::from(e.tier),
+            ));
         }
 
         let best = &entries[0];
@@ -169,122 +156,43 @@ fn observed(c: &Candidate) -> Option<(f64, Measure)> {
 /// Closed before half-open circuits (open ones are removed by the host; should one arrive it
 /// goes after both), and all of those before candidates below `MIN_SUCCESS_RATE`.
 fn tier(c: &Candidate) -> u8 {
-    let circuit = match c.circuit {
-        CircuitState::Closed => 0,
-        CircuitState::HalfOpen => 1,
-        CircuitState::Open => 2,
-    };
     // `<` is false for NaN, which therefore is not demoted.
     let failing = u8::from(c.success_rate < MIN_SUCCESS_RATE);
-    failing * 3 + circuit
-}
-
-/// The estimated cost when it is usable: finite and not negative (zero is a free local model).
-fn known_cost(cost: f64) -> Option<f64> {
-    (cost.is_finite() && cost >= 0.0).then_some(cost + 0.0)
-}
-
-/// Cheaper first; an unknown cost after every known one.
-fn cmp_cost(a: Option<f64>, b: Option<f64>) -> Ordering {
-    match (a, b) {
-        (Some(a), Some(b)) => a.total_cmp(&b),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
+    failing * 3 + c.circuit.rank()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exports::aigw::plugin::ranker::{Requirements, TaskClass};
+    use aigw_plugin_sdk::testing::{ids, rank_checked};
 
     fn features() -> RequestFeatures {
-        RequestFeatures {
-            task: TaskClass::Chat,
-            task_confidence: 0.9,
-            estimated_input_tokens: 1000,
-            max_output_tokens: None,
-            requirements: Requirements {
-                low_cost: false,
-                high_quality: false,
-                low_latency: true,
-                max_cost_usd: None,
-                max_latency_ms: None,
-            },
-            needs_tools: false,
-            needs_vision: false,
-            needs_json: false,
-            api_key_id: None,
-            requested_model: None,
-        }
+        RequestFeatures::new(TaskClass::Chat).with_requirements(Requirements {
+            low_latency: true,
+            ..Requirements::none()
+        })
     }
 
     fn candidate(id: &str, cost: f64) -> Candidate {
-        Candidate {
-            id: id.into(),
-            provider: "test".into(),
-            input_price_per_mtok: 1.0,
-            cached_input_price_per_mtok: 0.1,
-            output_price_per_mtok: 4.0,
-            estimated_cost_usd: cost,
-            quality: 0.8,
-            specialties: Vec::new(),
-            context_window: 128_000,
-            ewma_latency_ms: None,
-            ewma_ttft_ms: None,
-            success_rate: 1.0,
-            circuit: CircuitState::Closed,
-            rate_limit_headroom: 1.0,
-        }
+        Candidate::new(id, "test").with_quality(0.8).with_cost(cost)
     }
 
     fn seen(id: &str, cost: f64, latency_ms: f64) -> Candidate {
-        Candidate {
-            ewma_latency_ms: Some(latency_ms),
-            ..candidate(id, cost)
-        }
+        candidate(id, cost).with_latency_ms(latency_ms)
     }
 
     fn half_open(c: Candidate) -> Candidate {
-        Candidate {
-            circuit: CircuitState::HalfOpen,
-            ..c
-        }
+        c.with_circuit(CircuitState::HalfOpen)
     }
 
     fn failing(c: Candidate, success_rate: f32) -> Candidate {
-        Candidate { success_rate, ..c }
+        c.with_success_rate(success_rate)
     }
 
     /// Ranks and checks the contract: every candidate exactly once, finite scores that never
     /// rise along the ranking.
     fn rank(candidates: Vec<Candidate>) -> Ranking {
-        let mut want: Vec<String> = candidates.iter().map(|c| c.id.clone()).collect();
-        want.sort();
-        want.dedup();
-        let ranking = Latency::rank(features(), candidates);
-        let mut got: Vec<String> = ranking.ranked.iter().map(|s| s.id.clone()).collect();
-        got.sort();
-        assert_eq!(got, want, "every candidate exactly once");
-        for s in &ranking.ranked {
-            assert!(s.score.is_finite(), "{} scored {}", s.id, s.score);
-        }
-        for pair in ranking.ranked.windows(2) {
-            assert!(
-                pair[0].score >= pair[1].score,
-                "scores rise from {} ({}) to {} ({})",
-                pair[0].id,
-                pair[0].score,
-                pair[1].id,
-                pair[1].score
-            );
-        }
-        ranking
-    }
-
-    fn ids(ranking: &Ranking) -> Vec<&str> {
-        ranking.ranked.iter().map(|s| s.id.as_str()).collect()
+        rank_checked::<Latency>(features(), candidates)
     }
 
     fn score(ranking: &Ranking, id: &str) -> f64 {

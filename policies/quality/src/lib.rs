@@ -16,26 +16,14 @@
 //! otherwise turn intended ties into wins; integer keys also give the sort the total order it
 //! needs.
 
-wit_bindgen::generate!({
-    world: "policy",
-    path: "../../wit",
-});
-
-use std::cmp::Ordering;
-use std::collections::BTreeSet;
-
-use exports::aigw::plugin::ranker::{
-    Candidate, CircuitState, Guest, PolicyInfo, Ranking, RequestFeatures, Scored,
-};
+use aigw_plugin_sdk::policy::*;
 
 struct Quality;
 
-export!(Quality);
+aigw_plugin_sdk::export_policy!(Quality);
 
 /// Added to a candidate's quality when the request's task is one of its specialties.
 const SPECIALTY_BONUS: f64 = 0.05;
-/// Basis points per unit of quality: the precision at which qualities are compared.
-const QUALITY_POINTS: f64 = 10_000.0;
 /// Subtracted from the score per circuit step (half-open, then open), so that scores always fall
 /// along the ranking: closed candidates score their quality (0.0 to 1.05), half-open ones their
 /// quality minus 2.
@@ -53,40 +41,26 @@ struct Entry<'a> {
     cost: Option<f64>,
 }
 
-impl Guest for Quality {
+impl Policy for Quality {
     fn describe() -> PolicyInfo {
-        PolicyInfo {
-            name: "quality".into(),
-            description: "highest quality first, with a bonus for the task's specialists".into(),
-        }
+        PolicyInfo::new(
+            "quality",
+            "highest quality first, with a bonus for the task's specialists",
+        )
     }
 
     fn rank(features: RequestFeatures, candidates: Vec<Candidate>) -> Ranking {
         if candidates.is_empty() {
-            return Ranking {
-                ranked: Vec::new(),
-                reason: "no candidates".into(),
-            };
+            return Ranking::empty();
         }
         let mut entries: Vec<Entry> = candidates
             .iter()
-            .map(|c| {
-                let specialist = c.specialties.contains(&features.task);
-                let mut quality = to_points(f64::from(c.quality));
-                if specialist {
-                    quality += to_points(SPECIALTY_BONUS);
-                }
-                Entry {
-                    candidate: c,
-                    circuit: match c.circuit {
-                        CircuitState::Closed => 0,
-                        CircuitState::HalfOpen => 1,
-                        CircuitState::Open => 2,
-                    },
-                    quality,
-                    specialist,
-                    cost: known_cost(c.estimated_cost_usd),
-                }
+            .map(|c| Entry {
+                candidate: c,
+                circuit: c.circuit.rank(),
+                quality: c.quality_points_for(features.task, SPECIALTY_BONUS),
+                specialist: c.is_specialist(features.task),
+                cost: known_cost(c.estimated_cost_usd),
             })
             .collect();
 
@@ -99,15 +73,13 @@ impl Guest for Quality {
                 .then_with(|| cmp_cost(a.cost, b.cost))
                 .then_with(|| a.candidate.id.cmp(&b.candidate.id))
         });
-        // The host rejects a ranking that names a model twice; keep each id's best place.
-        let mut seen = BTreeSet::new();
-        entries.retain(|e| seen.insert(e.candidate.id.as_str()));
+        dedup_by_id(&mut entries, |e| &e.candidate.id);
 
         let best = &entries[0];
         let mut reason = format!(
             "highest quality: {} (quality {:.2}{})",
             best.candidate.id,
-            points_to_quality(to_points(f64::from(best.candidate.quality))),
+            points_to_quality(quality_points(f64::from(best.candidate.quality))),
             if best.specialist {
                 " + specialist bonus"
             } else {
@@ -130,122 +102,38 @@ impl Guest for Quality {
     }
 }
 
-/// A quality in basis points, clamped to 0.0..1.0; NaN counts as 0.
-fn to_points(quality: f64) -> i64 {
-    let quality = if quality.is_nan() {
-        0.0
-    } else {
-        quality.clamp(0.0, 1.0)
-    };
-    (quality * QUALITY_POINTS).round() as i64
-}
-
-fn points_to_quality(points: i64) -> f64 {
-    points as f64 / QUALITY_POINTS
-}
-
-/// The estimated cost when it is usable: finite and not negative (zero is a free local model).
-fn known_cost(cost: f64) -> Option<f64> {
-    (cost.is_finite() && cost >= 0.0).then_some(cost + 0.0)
-}
-
-/// Cheaper first; an unknown cost after every known one.
-fn cmp_cost(a: Option<f64>, b: Option<f64>) -> Ordering {
-    match (a, b) {
-        (Some(a), Some(b)) => a.total_cmp(&b),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exports::aigw::plugin::ranker::{Requirements, TaskClass};
+    use aigw_plugin_sdk::testing::{ids, rank_checked};
 
     fn features(task: TaskClass) -> RequestFeatures {
-        RequestFeatures {
-            task,
-            task_confidence: 0.9,
-            estimated_input_tokens: 1000,
-            max_output_tokens: None,
-            requirements: Requirements {
-                low_cost: false,
-                high_quality: true,
-                low_latency: false,
-                max_cost_usd: None,
-                max_latency_ms: None,
-            },
-            needs_tools: false,
-            needs_vision: false,
-            needs_json: false,
-            api_key_id: None,
-            requested_model: None,
-        }
+        RequestFeatures::new(task).with_requirements(Requirements {
+            low_cost: false,
+            high_quality: true,
+            low_latency: false,
+            ..Requirements::none()
+        })
     }
 
     fn candidate(id: &str, quality: f32, cost: f64) -> Candidate {
-        Candidate {
-            id: id.into(),
-            provider: "test".into(),
-            input_price_per_mtok: 1.0,
-            cached_input_price_per_mtok: 0.1,
-            output_price_per_mtok: 4.0,
-            estimated_cost_usd: cost,
-            quality,
-            specialties: Vec::new(),
-            context_window: 128_000,
-            ewma_latency_ms: None,
-            ewma_ttft_ms: None,
-            success_rate: 1.0,
-            circuit: CircuitState::Closed,
-            rate_limit_headroom: 1.0,
-        }
+        Candidate::new(id, "test")
+            .with_quality(quality)
+            .with_cost(cost)
     }
 
     fn specialist(id: &str, quality: f32, cost: f64, task: TaskClass) -> Candidate {
-        Candidate {
-            specialties: vec![task],
-            ..candidate(id, quality, cost)
-        }
+        candidate(id, quality, cost).with_specialties(&[task])
     }
 
     fn half_open(c: Candidate) -> Candidate {
-        Candidate {
-            circuit: CircuitState::HalfOpen,
-            ..c
-        }
+        c.with_circuit(CircuitState::HalfOpen)
     }
 
     /// Ranks and checks the contract: every candidate exactly once, finite scores that never
     /// rise along the ranking.
     fn rank(features: RequestFeatures, candidates: Vec<Candidate>) -> Ranking {
-        let mut want: Vec<String> = candidates.iter().map(|c| c.id.clone()).collect();
-        want.sort();
-        want.dedup();
-        let ranking = Quality::rank(features, candidates);
-        let mut got: Vec<String> = ranking.ranked.iter().map(|s| s.id.clone()).collect();
-        got.sort();
-        assert_eq!(got, want, "every candidate exactly once");
-        for s in &ranking.ranked {
-            assert!(s.score.is_finite(), "{} scored {}", s.id, s.score);
-        }
-        for pair in ranking.ranked.windows(2) {
-            assert!(
-                pair[0].score >= pair[1].score,
-                "scores rise from {} ({}) to {} ({})",
-                pair[0].id,
-                pair[0].score,
-                pair[1].id,
-                pair[1].score
-            );
-        }
-        ranking
-    }
-
-    fn ids(ranking: &Ranking) -> Vec<&str> {
-        ranking.ranked.iter().map(|s| s.id.as_str()).collect()
+        rank_checked::<Quality>(features, candidates)
     }
 
     #[test]

@@ -2,51 +2,26 @@
 //! garbage depends on the request's task class: code → an id that is not a candidate, math → NaN
 //! scores, creative → the same candidate twice, anything else → an empty ranking.
 
-wit_bindgen::generate!({
-    world: "policy",
-    path: "../../../wit",
-});
-
-use exports::aigw::plugin::ranker::{
-    Candidate, Guest, PolicyInfo, Ranking, RequestFeatures, Scored, TaskClass,
-};
+use aigw_plugin_sdk::policy::*;
 
 struct Garbage;
 
-export!(Garbage);
+aigw_plugin_sdk::export_policy!(Garbage);
 
-impl Guest for Garbage {
+impl Policy for Garbage {
     fn describe() -> PolicyInfo {
-        PolicyInfo {
-            name: "garbage".into(),
-            description: "test guest: unusable rankings".into(),
-        }
+        PolicyInfo::new("garbage", "test guest: unusable rankings")
     }
 
     fn rank(features: RequestFeatures, candidates: Vec<Candidate>) -> Ranking {
         let first = candidates.first().map(|c| c.id.clone()).unwrap_or_default();
         let ranked = match features.task {
-            TaskClass::Code => vec![Scored {
-                id: "no-such-model".into(),
-                score: 1.0,
-            }],
+            TaskClass::Code => vec![Scored::new("no-such-model", 1.0)],
             TaskClass::Math => candidates
                 .iter()
-                .map(|c| Scored {
-                    id: c.id.clone(),
-                    score: f64::NAN,
-                })
+                .map(|c| Scored::new(c.id.clone(), f64::NAN))
                 .collect(),
-            TaskClass::Creative => vec![
-                Scored {
-                    id: first.clone(),
-                    score: 2.0,
-                },
-                Scored {
-                    id: first,
-                    score: 1.0,
-                },
-            ],
+            TaskClass::Creative => vec![Scored::new(first.clone(), 2.0), Scored::new(first, 1.0)],
             _ => Vec::new(),
         };
         Ranking {

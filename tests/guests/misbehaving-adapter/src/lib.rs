@@ -3,29 +3,14 @@
 //! reports everything the sandbox lets it see (environment, arguments, files, its inputs) as the
 //! request body, so a test can prove that no credential reaches a plugin.
 
-wit_bindgen::generate!({
-    world: "provider",
-    path: "../../../wit",
-});
-
-use aigw::plugin::types::{
-    CompletionRequest, CompletionResponse, ContentPart, ErrorClass, FinishReason, Header,
-    HttpRequest, HttpResponse, ProviderError,
-};
-use exports::aigw::plugin::adapter::{
-    AdapterInfo, AuthScheme, Guest, ProviderContext, StreamEvent, StreamFraming, StreamOutcome,
-};
+use aigw_plugin_sdk::provider::*;
 
 struct Misbehaving;
 
-export!(Misbehaving);
+aigw_plugin_sdk::export_provider!(Misbehaving);
 
 fn mode(ctx: &ProviderContext) -> &str {
-    ctx.settings
-        .iter()
-        .find(|(k, _)| k == "mode")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("probe")
+    ctx.setting("mode").unwrap_or("probe")
 }
 
 fn probe(ctx: &ProviderContext, request: &CompletionRequest) -> serde_json::Value {
@@ -46,17 +31,13 @@ fn probe(ctx: &ProviderContext, request: &CompletionRequest) -> serde_json::Valu
     })
 }
 
-impl Guest for Misbehaving {
+impl Adapter for Misbehaving {
     fn describe() -> AdapterInfo {
-        AdapterInfo {
-            name: "misbehaving".into(),
-            description: "test guest that traps, loops, exhausts memory or probes its sandbox"
-                .into(),
-            auth: AuthScheme::Bearer,
-            default_base_url: "http://127.0.0.1:9".into(),
-            stream_framing: StreamFraming::Sse,
-            static_headers: Vec::new(),
-        }
+        AdapterInfo::new(
+            "misbehaving",
+            "test guest that traps, loops, exhausts memory or probes its sandbox",
+            "http://127.0.0.1:9",
+        )
     }
 
     fn build_request(
@@ -78,15 +59,7 @@ impl Guest for Misbehaving {
                     std::hint::black_box(&hoard);
                 }
             }
-            _ => Ok(HttpRequest {
-                method: "POST".into(),
-                path: "/probe".into(),
-                headers: vec![Header {
-                    name: "content-type".into(),
-                    value: "application/json".into(),
-                }],
-                body: probe(&ctx, &request).to_string().into_bytes(),
-            }),
+            _ => Ok(HttpRequest::post_json("/probe", &probe(&ctx, &request))),
         }
     }
 
@@ -110,20 +83,17 @@ impl Guest for Misbehaving {
         _ctx: ProviderContext,
         event: StreamEvent,
     ) -> Result<StreamOutcome, ProviderError> {
-        Err(ProviderError {
-            class: ErrorClass::InvalidResponse,
-            message: format!("misbehaving adapter does not stream (got {:?})", event.data),
-            retry_after_ms: None,
-            status: None,
-        })
+        Err(ProviderError::invalid_response(format!(
+            "misbehaving adapter does not stream (got {:?})",
+            event.data
+        )))
     }
 
     fn classify_error(_ctx: ProviderContext, response: HttpResponse) -> ProviderError {
-        ProviderError {
-            class: ErrorClass::Server,
-            message: String::from_utf8_lossy(&response.body).into_owned(),
-            retry_after_ms: None,
-            status: Some(response.status),
-        }
+        ProviderError::new(
+            ErrorClass::Server,
+            String::from_utf8_lossy(&response.body).into_owned(),
+        )
+        .with_status(response.status)
     }
 }
