@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod fsutil;
+pub mod logging;
 pub mod mcp;
 pub mod metrics;
 pub mod pipeline;

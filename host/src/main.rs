@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +24,8 @@ use std::sync::Arc;
     about = "An AI gateway with WebAssembly provider adapters and routing policies"
 )]
 struct Cli {
-    /// Log format on stderr.
+    /// Log format: `text` on stderr, or `json`: Cloud Logging structured entries, on stdout for
+    /// `serve` (stderr otherwise).
     #[arg(long, global = true, env = "AIGW_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -123,7 +125,7 @@ enum PluginsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, matches!(cli.command, Command::Serve { .. }));
     let result = match cli.command {
         Command::Serve { config, data_dir } => serve(&config, &data_dir),
         Command::Mcp {
@@ -155,15 +157,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr, except JSON logs of `serve`, which go to stdout where Cloud Run's log
+/// agent reads structured entries. (MCP on stdio owns stdout, so it always logs to stderr.)
+fn init_logging(format: LogFormat, stdout_allowed: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIGW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_writer(std::io::stderr).init(),
+        LogFormat::Json => {
+            let builder = builder
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .event_format(ai_gateway::logging::CloudLoggingJson::from_env());
+            if stdout_allowed {
+                builder.with_writer(std::io::stdout).init();
+            } else {
+                builder.with_writer(std::io::stderr).init();
+            }
+        }
     }
 }
 
@@ -237,13 +248,33 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
                 tracing::debug!("cannot set TCP_NODELAY: {e}");
             }
         });
-        axum::serve(listener, api::router(gateway, keys))
+        let grace = Duration::from_millis(gateway.config().config.gateway.server.shutdown_grace_ms);
+        let (draining_started, drain_deadline) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, api::router(gateway.clone(), keys))
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
-                tracing::info!("shutting down: draining in-flight requests");
+                tracing::info!(
+                    grace_ms = grace.as_millis() as u64,
+                    "shutting down: no new connections, finishing the requests in flight"
+                );
                 draining.start_draining();
+                let _ = draining_started.send(());
             })
-            .await?;
+            .into_future();
+        tokio::select! {
+            result = server => result?,
+            () = async {
+                if drain_deadline.await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(
+                    "the shutdown grace period ended with requests still in flight; they are cut"
+                );
+            }
+        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

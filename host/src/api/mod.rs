@@ -55,8 +55,33 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, path = %request.uri().path());
-    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        path = %request.uri().path(),
+        trace_id = tracing::field::Empty,
+    );
+    // Cloud Run's load balancer names the request's trace; JSON logs link to it.
+    if let Some(trace) = request
+        .headers()
+        .get("x-cloud-trace-context")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::logging::trace_id_from_header)
+    {
+        span.record(crate::logging::TRACE_FIELD, trace);
+    }
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    // One access-log line per request, inside its span (request id, path, trace).
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_millis() as u64,
+            "request answered"
+        );
+    });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

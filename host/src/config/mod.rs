@@ -53,6 +53,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Longest a request may take end to end, in milliseconds.
     pub request_timeout_ms: u64,
+    /// After SIGTERM, how long requests in flight may take to finish before they are cut, in
+    /// milliseconds. Cloud Run kills the container 10 s after SIGTERM.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -61,6 +64,7 @@ impl Default for ServerSettings {
             listen: "0.0.0.0:8080".into(),
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 300_000,
+            shutdown_grace_ms: 8_000,
         }
     }
 }
