@@ -2,13 +2,17 @@
 //! upstream I/O that plugins are not allowed to do themselves.
 
 pub mod api;
+pub mod budget;
 pub mod config;
 pub mod fsutil;
+pub mod ledger;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod pricing;
 pub mod providers;
+pub mod ratelimit;
 pub mod reload;
+pub mod request_scope;
 pub mod routing;
 pub mod tokens;

@@ -131,7 +131,7 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let plugin_runtime = Arc::new(PluginRuntime::new(data_dir.join("compiled"))?);
         let registry = Arc::new(Registry::new(plugin_runtime));
-        let gateway = Arc::new(Gateway::new(config, registry)?);
+        let gateway = Arc::new(Gateway::new(config, registry, data_dir)?);
         let loader = gateway.clone();
         tokio::task::spawn_blocking(move || loader.load_components()).await?;
         let _watcher = reload::watch(gateway.clone())?;
@@ -162,13 +162,15 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
                 tracing::debug!("cannot set TCP_NODELAY: {e}");
             }
         });
-        axum::serve(listener, api::router(gateway, keys))
+        axum::serve(listener, api::router(gateway.clone(), keys))
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
                 tracing::info!("shutting down: draining in-flight requests");
                 draining.start_draining();
             })
             .await?;
+        // Every request has finished and queued its usage records: write them all.
+        gateway.flush_ledger().await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -5,6 +5,7 @@ pub mod auth;
 mod chat;
 mod error;
 mod unified;
+mod usage;
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
@@ -29,6 +30,8 @@ pub fn router(gateway: Arc<Gateway>, keys: ApiKeys) -> Router {
         .route("/unified_completion", post(unified::unified_completion))
         .route("/v1/models", get(models))
         .route("/v1/providers", get(providers))
+        .route("/v1/usage", get(usage::usage))
+        .route("/v1/estimate_cost", post(usage::estimate_cost))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -53,7 +56,8 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, path = %request.uri().path());
-    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    let served = crate::request_scope::with_request_id(id.clone(), next.run(request));
+    let mut response = tracing::Instrument::instrument(served, span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -332,7 +336,7 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        gateway.metrics.encode(),
+        gateway.metrics_text(),
     )
         .into_response()
 }

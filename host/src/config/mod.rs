@@ -8,8 +8,10 @@
 //! Loading is strict (unknown fields are errors, so typos do not silently fall back to
 //! defaults) and every problem names the file, the field and what is wrong.
 
+mod accounting;
 mod model;
 
+pub use accounting::{Budget, BudgetSettings, KeyBudget, LedgerSettings, Rate, RateLimitSettings};
 pub use model::{Capabilities, ModelConfig, TaskClass};
 
 use serde::Deserialize;
@@ -39,6 +41,9 @@ pub struct GatewaySettings {
     pub plugins: PluginSettings,
     pub routing: RoutingSettings,
     pub upstream: UpstreamSettings,
+    pub ledger: LedgerSettings,
+    pub budgets: BudgetSettings,
+    pub rate_limits: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -352,6 +357,10 @@ impl Config {
             if value == 0 {
                 problem(&gateway_file, name.into(), "must be greater than 0".into());
             }
+        }
+
+        for (field, text) in accounting::problems(&g.ledger, &g.budgets, &g.rate_limits) {
+            problem(&gateway_file, field, text);
         }
 
         for (id, p) in &self.providers {
