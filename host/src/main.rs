@@ -190,7 +190,7 @@ async fn start_gateway(config: Config, data_dir: &Path) -> anyhow::Result<Starte
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let plugin_runtime = Arc::new(PluginRuntime::new(data_dir.join("compiled"))?);
     let registry = Arc::new(Registry::new(plugin_runtime));
-    let gateway = Arc::new(Gateway::new(config, registry)?);
+    let gateway = Arc::new(Gateway::new(config, registry, data_dir)?);
     let loader = gateway.clone();
     tokio::task::spawn_blocking(move || loader.load_components()).await?;
     let watcher = reload::watch(gateway.clone())?;
@@ -275,6 +275,8 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        // Every request has finished (or was cut) and queued its usage records: write them all.
+        gateway.flush_ledger().await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -307,6 +309,7 @@ fn serve_mcp_stdio(
             }
         }
         started.gateway.start_draining();
+        started.gateway.flush_ledger().await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

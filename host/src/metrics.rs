@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -54,7 +55,13 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+type UsdCounter = Counter<f64, AtomicU64>;
 
 pub struct Metrics {
     registry: Registry,
@@ -70,6 +77,17 @@ pub struct Metrics {
     /// Times a policy's answer was unusable and another ranking was used.
     pub policy_fallbacks: Family<PolicyLabels, Counter>,
     pub components_loaded: Family<KindLabels, Gauge>,
+    /// Ledger rows by outcome (`ok` or an error class): upstream attempts and cache hits.
+    pub attempts: Family<RequestLabels, Counter>,
+    /// Time to the first content of streamed responses, in seconds.
+    pub ttft: HistogramFamily<ModelLabels>,
+    pub cost_usd: Family<ModelLabels, UsdCounter>,
+    pub cost_saved_usd: Family<ModelLabels, UsdCounter>,
+    /// 0 closed, 1 half-open, 2 open; refreshed on every scrape.
+    pub circuit_state: Family<ProviderLabels, Gauge>,
+    pub ledger: crate::ledger::LedgerMetrics,
+    pub budgets: crate::budget::BudgetMetrics,
+    pub rate_limits: crate::ratelimit::RateLimitMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -121,6 +139,84 @@ impl Default for Metrics {
             "Components currently loaded, by kind",
             components_loaded.clone(),
         );
+        let attempts = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "attempts",
+            "Usage ledger records (upstream attempts and cache hits), by outcome",
+            attempts.clone(),
+        );
+        let ttft: HistogramFamily<ModelLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "time_to_first_token_seconds",
+            "Time to the first content of streamed responses",
+            ttft.clone(),
+        );
+        let cost_usd = Family::<ModelLabels, UsdCounter>::default();
+        registry.register(
+            "cost_usd",
+            "Spend in USD, priced from the catalog",
+            cost_usd.clone(),
+        );
+        let cost_saved_usd = Family::<ModelLabels, UsdCounter>::default();
+        registry.register(
+            "cost_saved_usd",
+            "Spend avoided by answering from the cache, in USD",
+            cost_saved_usd.clone(),
+        );
+        let circuit_state = Family::<ProviderLabels, Gauge>::default();
+        registry.register(
+            "circuit_state",
+            "Provider circuit: 0 closed, 1 half-open, 2 open",
+            circuit_state.clone(),
+        );
+        let ledger = crate::ledger::LedgerMetrics::default();
+        registry.register(
+            "ledger_queue_depth",
+            "Usage records waiting to be written",
+            ledger.queue_depth.clone(),
+        );
+        registry.register(
+            "ledger_dropped",
+            "Usage records dropped because the ledger queue was full",
+            ledger.dropped.clone(),
+        );
+        registry.register(
+            "ledger_written",
+            "Usage records written to the ledger",
+            ledger.written.clone(),
+        );
+        registry.register(
+            "ledger_write_failures",
+            "Usage records the ledger could not write",
+            ledger.write_failures.clone(),
+        );
+        let budgets = crate::budget::BudgetMetrics::default();
+        registry.register(
+            "budget_spend_usd",
+            "Spend in the current budget window",
+            budgets.spend_usd.clone(),
+        );
+        registry.register(
+            "budget_alerts",
+            "Budget alert thresholds crossed",
+            budgets.alerts.clone(),
+        );
+        registry.register(
+            "budget_rejections",
+            "Requests refused because a budget was exhausted",
+            budgets.rejections.clone(),
+        );
+        let rate_limits = crate::ratelimit::RateLimitMetrics::default();
+        registry.register(
+            "rate_limit_rejections",
+            "Requests or attempts held back by a rate limit",
+            rate_limits.rejections.clone(),
+        );
+        registry.register(
+            "adaptive_limit_cuts",
+            "Adaptive provider ceilings lowered after an upstream 429",
+            rate_limits.adaptive_cuts.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -131,6 +227,14 @@ impl Default for Metrics {
             plugin_faults,
             policy_fallbacks,
             components_loaded,
+            attempts,
+            ttft,
+            cost_usd,
+            cost_saved_usd,
+            circuit_state,
+            ledger,
+            budgets,
+            rate_limits,
         }
     }
 }

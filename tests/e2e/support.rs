@@ -108,23 +108,48 @@ pub struct GatewayProcess {
     child: Child,
     pub base: String,
     log: Arc<Mutex<String>>,
-    _data_dir: tempfile::TempDir,
+    /// Where it keeps its ledger and compiled components.
+    pub data_dir: PathBuf,
+    _owned_data_dir: Option<tempfile::TempDir>,
 }
 
 impl GatewayProcess {
     pub async fn start(config: &TestConfig, env: &[(&str, &str)]) -> Self {
-        Self::start_inner(config, env, None).await
+        Self::start_inner(config, env, None, None).await
     }
 
-    async fn start_inner(config: &TestConfig, env: &[(&str, &str)], key: Option<&str>) -> Self {
-        let data_dir = tempfile::tempdir().expect("temp dir");
+    /// Starts a gateway on a data directory the test keeps, so that a second gateway can start
+    /// where the first one stopped.
+    pub async fn start_in(
+        config: &TestConfig,
+        env: &[(&str, &str)],
+        key: Option<&str>,
+        data_dir: &Path,
+    ) -> Self {
+        Self::start_inner(config, env, key, Some(data_dir)).await
+    }
+
+    async fn start_inner(
+        config: &TestConfig,
+        env: &[(&str, &str)],
+        key: Option<&str>,
+        data_dir: Option<&Path>,
+    ) -> Self {
+        let owned_data_dir = match data_dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().expect("temp dir")),
+        };
+        let data_dir = data_dir
+            .or(owned_data_dir.as_ref().map(|d| d.path()))
+            .expect("a data directory")
+            .to_path_buf();
         let mut command = Command::new(GATEWAY);
         command
             .arg("serve")
             .arg("--config")
             .arg(config.path())
             .arg("--data-dir")
-            .arg(data_dir.path())
+            .arg(&data_dir)
             .env("AIGW_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -173,7 +198,8 @@ impl GatewayProcess {
             child,
             base,
             log,
-            _data_dir: data_dir,
+            data_dir,
+            _owned_data_dir: owned_data_dir,
         };
         gateway.wait_ready(key).await;
         gateway
@@ -181,7 +207,28 @@ impl GatewayProcess {
 
     /// Starts a gateway that requires API keys; `key` is one of them, used to poll readiness.
     pub async fn start_with_key(config: &TestConfig, env: &[(&str, &str)], key: &str) -> Self {
-        Self::start_inner(config, env, Some(key)).await
+        Self::start_inner(config, env, Some(key), None).await
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "cannot send SIGTERM to the gateway");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "the gateway did not exit within 20 s of SIGTERM; its log:\n{}",
+            self.log()
+        );
     }
 
     async fn wait_ready(&self, key: Option<&str>) {
@@ -248,6 +295,53 @@ impl GatewayProcess {
             .map(str::to_string)
             .collect();
         (status, headers, events)
+    }
+
+    /// POSTs JSON to `path`, with `key` as the bearer key when given.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("the gateway answers");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let headers = convert_headers(response.headers());
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    /// GETs JSON from `path`, with `key` as the bearer key when given.
+    pub async fn get_json(&self, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+        let mut request = reqwest::Client::new().get(format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("the gateway answers");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// GETs `path` as text with a bearer key.
+    pub async fn get_text_with_key(&self, path: &str, key: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("the gateway answers")
+            .text()
+            .await
+            .unwrap_or_default()
     }
 
     pub async fn get_text(&self, path: &str) -> String {

@@ -18,6 +18,8 @@ TOOLS = {
     "optimize_prompt",
     "run_ab_test",
     "health_check",
+    "estimate_cost",
+    "get_usage_metrics",
 }
 
 
@@ -133,6 +135,16 @@ def test_tools_answer_with_structured_results(gateway):
             assert bad.is_error and "poetry" in bad.content[0].text
             wrong_type = await client.call_tool("unified_completion", {"prompt": 42})
             assert wrong_type.is_error and "expected a string" in wrong_type.content[0].text
+
+            estimate = await client.call_tool("estimate_cost", {"prompt": "Summarise the plot of Hamlet", "max_tokens": 300})
+            assert not estimate.is_error, estimate.content
+            candidates = estimate.structured_content["candidates"]
+            assert candidates and all(c["max_output_tokens"] <= 300 for c in candidates)
+            usage = await client.call_tool("get_usage_metrics", {"range": "1h"})
+            assert not usage.is_error, usage.content
+            assert usage.structured_content["totals"]["succeeded"] >= 1
+            bad_range = await client.call_tool("get_usage_metrics", {"range": "1y"})
+            assert bad_range.is_error and "1h, 24h, 7d, 30d" in bad_range.content[0].text
 
             rewrite = await client.call_tool("optimize_prompt", {"prompt": "make code faster pls", "goal": "specificity"})
             assert not rewrite.is_error, rewrite.content

@@ -1,7 +1,7 @@
 //! Every error the HTTP API returns, in OpenAI's shape:
 //! `{"error": {"message", "type", "param", "code"}}`.
 
-use crate::pipeline::GatewayError;
+use crate::pipeline::{GatewayError, LimitError};
 use crate::plugins::bindings::types::ErrorClass;
 use crate::routing::RouteError;
 use axum::http::{HeaderValue, StatusCode};
@@ -83,6 +83,19 @@ impl From<GatewayError> for ApiError {
             GatewayError::Internal(_) => {
                 api.status = StatusCode::INTERNAL_SERVER_ERROR;
                 api.kind = "internal_error";
+            }
+            // 402, not 429: retrying does not help until the window resets or the budget grows,
+            // and SDKs retry 429s on their own.
+            GatewayError::Limit(LimitError::Budget(_)) => {
+                api.status = StatusCode::PAYMENT_REQUIRED;
+                api.kind = "insufficient_quota";
+            }
+            GatewayError::Limit(LimitError::RateLimited(throttled)) => {
+                api.status = StatusCode::TOO_MANY_REQUESTS;
+                api.kind = "rate_limit_error";
+                api.code = Some("rate_limit_exceeded".into());
+                api.retry_after_secs =
+                    Some(throttled.retry_after.as_secs_f64().ceil().max(1.0) as u64);
             }
             GatewayError::Unsupported { .. } => {
                 api.status = StatusCode::BAD_REQUEST;

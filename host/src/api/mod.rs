@@ -5,6 +5,7 @@ pub mod auth;
 mod chat;
 mod error;
 pub(crate) mod unified;
+mod usage;
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
@@ -30,6 +31,8 @@ pub fn router(gateway: Arc<Gateway>, keys: ApiKeys) -> Router {
         .route("/unified_completion", post(unified::unified_completion))
         .route("/v1/models", get(models))
         .route("/v1/providers", get(providers))
+        .route("/v1/usage", get(usage::usage))
+        .route("/v1/estimate_cost", post(usage::estimate_cost))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -72,7 +75,8 @@ async fn request_id(mut request: Request, next: Next) -> Response {
     }
     let started = std::time::Instant::now();
     let method = request.method().clone();
-    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let served = crate::request_scope::with_request_id(id.clone(), next.run(request));
+    let mut response = tracing::Instrument::instrument(served, span.clone()).await;
     // One access-log line per request, inside its span (request id, path, trace).
     span.in_scope(|| {
         tracing::info!(
@@ -349,7 +353,7 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        gateway.metrics.encode(),
+        gateway.metrics_text(),
     )
         .into_response()
 }

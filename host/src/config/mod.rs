@@ -12,6 +12,9 @@ mod env;
 mod model;
 
 pub use env::{Override, Target as OverrideTarget};
+mod accounting;
+
+pub use accounting::{Budget, BudgetSettings, KeyBudget, LedgerSettings, Rate, RateLimitSettings};
 pub use model::{Capabilities, ModelConfig, TaskClass};
 
 use serde::Deserialize;
@@ -42,6 +45,9 @@ pub struct GatewaySettings {
     pub routing: RoutingSettings,
     pub upstream: UpstreamSettings,
     pub mcp: McpSettings,
+    pub ledger: LedgerSettings,
+    pub budgets: BudgetSettings,
+    pub rate_limits: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -400,6 +406,28 @@ impl Config {
             }
         }
 
+        for (field, text) in accounting::problems(&g.ledger, &g.budgets, &g.rate_limits) {
+            problem(&gateway_file, field, text);
+        }
+        for id in g.rate_limits.providers.keys() {
+            if !self.providers.contains_key(id) {
+                problem(
+                    &gateway_file,
+                    format!("rate_limits.providers.{id}"),
+                    format!("'{id}' is not defined in {PROVIDERS_FILE}"),
+                );
+            }
+        }
+        for id in g.rate_limits.models.keys() {
+            if self.model(id).is_none() {
+                problem(
+                    &gateway_file,
+                    format!("rate_limits.models.\"{id}\""),
+                    format!("'{id}' is not a model in {MODELS_FILE}"),
+                );
+            }
+        }
+
         for (id, p) in &self.providers {
             if !is_identifier(id) {
                 problem(
@@ -652,6 +680,56 @@ fallbacks = ["nope"]
         assert!(fields.contains(&"models[0] (m).fallbacks"), "{fields:?}");
         assert!(err.to_string().contains("models.toml"));
         assert!(err.to_string().contains("'opnai' is not defined"));
+    }
+
+    #[test]
+    fn limits_and_budgets_are_checked_against_the_catalog() {
+        let dir = valid_dir();
+        write(
+            dir.path(),
+            GATEWAY_FILE,
+            r#"
+[budgets.keys.team-a]
+daily_usd = -1.0
+team = "nobody"
+
+[rate_limits]
+adaptive_decrease = 1.5
+
+[rate_limits.providers.opnai]
+requests_per_minute = 10
+
+[rate_limits.models."gpt-5-mini"]
+requests_per_minute = 0
+"#,
+        );
+        let err = Config::load(dir.path()).unwrap_err();
+        let ConfigError::Invalid { problems } = &err else {
+            panic!("expected semantic problems, got {err}");
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        for expected in [
+            "budgets.keys.team-a.daily_usd",
+            "budgets.keys.team-a.team",
+            "rate_limits.adaptive_decrease",
+            "rate_limits.providers.opnai",
+            "rate_limits.models.\"gpt-5-mini\".requests_per_minute",
+        ] {
+            assert!(
+                fields.contains(&expected),
+                "{expected} missing from {fields:?}"
+            );
+        }
+        // Unknown fields in the new sections are errors like everywhere else.
+        write(
+            dir.path(),
+            GATEWAY_FILE,
+            "[budgets.keys.a]
+daily = 1.0
+",
+        );
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("daily"), "{err}");
     }
 
     #[test]

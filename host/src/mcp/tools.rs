@@ -5,7 +5,10 @@ use super::GatewayMcp;
 use super::ab_test::{self, AbTestArgs, AbTestReport};
 use super::catalog::{self, ModelEntry};
 use crate::api::unified::{UnifiedRequest, text_message};
-use crate::pipeline::{CompletionInput, CompletionSummary, ProviderStatus, Readiness};
+use crate::ledger::{ReportRange, UsageReport};
+use crate::pipeline::{
+    CompletionInput, CompletionSummary, CostEstimate, ProviderStatus, Readiness,
+};
 use crate::routing::Requirements;
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{ProgressNotificationParam, ProgressToken};
@@ -90,6 +93,21 @@ impl UnifiedCompletionArgs {
             None => e.message,
         })
     }
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageMetricsArgs {
+    /// The window to report on: "1h", "24h" (the default), "7d" or "30d".
+    pub range: Option<String>,
+    /// Only this provider's traffic (for example "openai").
+    pub provider: Option<String>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct CostEstimates {
+    /// One entry per model the router would consider for the request, best-ranked first.
+    pub candidates: Vec<CostEstimate>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -239,6 +257,49 @@ impl GatewayMcp {
         Json(ProviderStatusList {
             providers: self.gateway.provider_status(),
         })
+    }
+
+    #[tool(
+        description = "Estimate what a request would cost before sending it: for each model \
+        the router would consider (best-ranked first), the prompt's tokens, the output limit, \
+        the input cost and the worst-case total in USD if the whole output limit is used. \
+        Takes the same arguments as unified_completion; nothing is sent to a provider.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn estimate_cost(
+        &self,
+        Parameters(args): Parameters<UnifiedCompletionArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<CostEstimates>, String> {
+        let input = args.into_input(self.caller_key_id(&ctx))?;
+        let candidates = self
+            .gateway
+            .estimate_cost(&input)
+            .map_err(|e| e.to_string())?;
+        Ok(Json(CostEstimates { candidates }))
+    }
+
+    #[tool(
+        description = "Report usage and spend from the gateway's ledger over the last hour, \
+        day, week or month: requests, tokens, cost in USD, breakdowns by provider, model, API \
+        key and task, latency and time-to-first-token percentiles, cache hit rate and money \
+        saved, projected monthly spend, and recommendations for cheaper models that meet the \
+        quality floor of the traffic.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_usage_metrics(
+        &self,
+        Parameters(args): Parameters<UsageMetricsArgs>,
+    ) -> Result<Json<UsageReport>, String> {
+        let text = args.range.as_deref().unwrap_or("24h");
+        let range = ReportRange::parse(text)
+            .ok_or_else(|| format!("range '{text}' is not one of 1h, 24h, 7d, 30d"))?;
+        let provider = args.provider.as_deref().filter(|p| !p.is_empty());
+        self.gateway
+            .usage_report(range, provider)
+            .await
+            .map(Json)
+            .map_err(|e| e.to_string())
     }
 
     #[tool(

@@ -5,7 +5,11 @@
 //! moves on to the next candidate. When a round ends with attempts and time left, the next round
 //! starts after a jittered exponential pause, retrying only candidates whose failure was
 //! transient. Non-retryable errors (bad request, auth, content filtered) end the request at once.
+//! Candidates over a configured provider or model rate limit (or a provider's adaptive ceiling)
+//! are skipped like open circuits; when that leaves nothing to try, the caller is told when to
+//! retry. Every failed attempt is recorded in the ledger.
 
+use super::accounting::RequestMeta;
 use super::{Gateway, GatewayError, empty_route};
 use crate::config::{Config, ModelConfig};
 use crate::plugins::bindings::types::ErrorClass;
@@ -27,6 +31,7 @@ impl Gateway {
         route: &'r Route,
         config: &Config,
         started: Instant,
+        meta: &RequestMeta,
         mut attempt: impl FnMut(&'r ModelConfig) -> Fut,
     ) -> Result<Won<'r, T>, GatewayError>
     where
@@ -41,6 +46,8 @@ impl Gateway {
         let mut attempts = 0u32;
         let mut last_error: Option<GatewayError> = None;
         let mut skipped: Vec<String> = Vec::new();
+        // The soonest a candidate skipped for a rate limit admits requests again.
+        let mut throttled: Option<crate::ratelimit::Throttled> = None;
         // Candidates not worth a second round: their failure was not transient.
         let mut settled: HashSet<&str> = HashSet::new();
         for round in 0u32.. {
@@ -60,7 +67,32 @@ impl Gateway {
                     .available(now)
                     .and_then(|()| health.breaker.available(now))
                 {
+                    // A provider backing off after its own 429 is a rate limit the client can
+                    // wait out, like the gateway's.
+                    if let Some(left) = provider.breaker.backoff_left(now) {
+                        note_throttled(
+                            &mut throttled,
+                            crate::ratelimit::Throttled {
+                                what: format!(
+                                    "provider '{}' asked for a pause (retry-after)",
+                                    model.provider
+                                ),
+                                retry_after: left,
+                            },
+                        );
+                    }
                     skipped.push(format!("{}: {why}", model.id));
+                    continue;
+                }
+                if let Err(limit) = self.rate_limits.admit_upstream(
+                    &config.gateway.rate_limits,
+                    &model.provider,
+                    &model.id,
+                    meta.tokens,
+                    now,
+                ) {
+                    skipped.push(format!("{}: {limit}", model.id));
+                    note_throttled(&mut throttled, limit);
                     continue;
                 }
                 let Some(provider_probe) = provider.breaker.admit(now) else {
@@ -83,7 +115,8 @@ impl Gateway {
                 };
                 attempts += 1;
                 tried = true;
-                let left = deadline.saturating_duration_since(Instant::now());
+                let attempt_started = Instant::now();
+                let left = deadline.saturating_duration_since(attempt_started);
                 let outcome = match tokio::time::timeout(left, attempt(model)).await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(GatewayError::Upstream {
@@ -113,6 +146,7 @@ impl Gateway {
                     Err(error) => {
                         let now = Instant::now();
                         self.record_failure(model, attempts as usize - 1, &error);
+                        self.account_failure(meta, model, &error, now - attempt_started);
                         if counts_against_circuit(&error) {
                             if health.breaker.record_failure(breaker, now) {
                                 tracing::warn!(model = model.id, "circuit opened");
@@ -130,16 +164,23 @@ impl Gateway {
                         }
                         if let GatewayError::Upstream {
                             class: ErrorClass::RateLimited,
-                            retry_after_ms: Some(ms),
+                            retry_after_ms,
                             ..
                         } = &error
                         {
-                            provider.breaker.back_off(now, Duration::from_millis(*ms));
-                            tracing::info!(
-                                provider = model.provider,
-                                retry_after_ms = ms,
-                                "backing off a rate-limited provider"
+                            self.rate_limits.upstream_rate_limited(
+                                &config.gateway.rate_limits,
+                                &model.provider,
+                                now,
                             );
+                            if let Some(ms) = retry_after_ms {
+                                provider.breaker.back_off(now, Duration::from_millis(*ms));
+                                tracing::info!(
+                                    provider = model.provider,
+                                    retry_after_ms = ms,
+                                    "backing off a rate-limited provider"
+                                );
+                            }
                         }
                         if !is_transient(&error) {
                             settled.insert(model.id.as_str());
@@ -161,6 +202,11 @@ impl Gateway {
             }
             tokio::time::sleep(pause).await;
         }
+        if last_error.is_none()
+            && let Some(limit) = throttled
+        {
+            return Err(GatewayError::Limit(limit.into()));
+        }
         Err(last_error.unwrap_or_else(|| {
             GatewayError::Route(RouteError::NoCandidate {
                 reasons: if skipped.is_empty() {
@@ -170,6 +216,19 @@ impl Gateway {
                 },
             })
         }))
+    }
+}
+
+/// Keeps the limit that frees up soonest.
+fn note_throttled(
+    soonest: &mut Option<crate::ratelimit::Throttled>,
+    limit: crate::ratelimit::Throttled,
+) {
+    if soonest
+        .as_ref()
+        .is_none_or(|t| limit.retry_after < t.retry_after)
+    {
+        *soonest = Some(limit);
     }
 }
 
@@ -205,7 +264,8 @@ pub(super) fn counts_against_circuit(error: &GatewayError) -> bool {
         GatewayError::Unsupported { .. }
         | GatewayError::InvalidRequest { .. }
         | GatewayError::Route(_)
-        | GatewayError::Internal(_) => false,
+        | GatewayError::Internal(_)
+        | GatewayError::Limit(_) => false,
     }
 }
 

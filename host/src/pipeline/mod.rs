@@ -2,27 +2,34 @@
 //! request path: route → adapter builds the request → host sends it → adapter parses the
 //! answer → failover on retryable errors → metrics.
 
+mod accounting;
 mod attempt;
 mod failover;
 mod stream;
+mod usage;
 
 use attempt::Attempt;
 
+pub use accounting::LimitError;
 pub use stream::{CompletionStream, StreamChunk};
+pub use usage::CostEstimate;
 
+use crate::budget::Budgets;
 use crate::config::{Config, ModelConfig, TaskClass};
+use crate::ledger::{Ledger, Outcome};
 use crate::metrics::{
-    FaultLabels, KindLabels, Metrics, ModelLabels, PolicyLabels, RequestLabels, TokenLabels,
+    FaultLabels, KindLabels, Metrics, ModelLabels, PolicyLabels, ProviderLabels, RequestLabels,
 };
 use crate::plugins::bindings::adapter::ProviderContext;
 use crate::plugins::bindings::types::{
     CompletionRequest, CompletionResponse, ContentPart, ErrorClass, FinishReason, ProviderError,
-    ResponseFormat, Role, Usage,
+    ResponseFormat, Role,
 };
 use crate::plugins::{
     CallLimits, ComponentKind, ComponentSet, PluginFault, Registry, ReloadOutcome,
 };
 use crate::providers::{Credentials, TransportError, UpstreamClient, read_response};
+use crate::ratelimit::RateLimits;
 use crate::routing::stats::ModelStats;
 use crate::routing::{RequestFeatures, Requirements, Route, RouteError, Router, classify};
 use arc_swap::ArcSwap;
@@ -217,6 +224,9 @@ pub enum GatewayError {
         provider: String,
         model: String,
     },
+    /// A budget or rate limit refused the request before any upstream call.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
 }
 
 impl GatewayError {
@@ -232,7 +242,8 @@ impl GatewayError {
             GatewayError::Plugin { .. } | GatewayError::Unsupported { .. } => true,
             GatewayError::InvalidRequest { .. }
             | GatewayError::Route(_)
-            | GatewayError::Internal(_) => false,
+            | GatewayError::Internal(_)
+            | GatewayError::Limit(_) => false,
         }
     }
 
@@ -245,6 +256,8 @@ impl GatewayError {
             GatewayError::Unsupported { .. } => "unsupported",
             GatewayError::Internal(_) => "internal",
             GatewayError::Upstream { class, .. } => error_class_label(*class),
+            GatewayError::Limit(LimitError::Budget(_)) => "budget_exceeded",
+            GatewayError::Limit(LimitError::RateLimited(_)) => "throttled",
         }
     }
 }
@@ -287,13 +300,14 @@ pub struct ProviderStatus {
     pub models: Vec<String>,
 }
 
-/// One routing decision with the snapshot it was made against.
+/// One routing decision with the snapshot it was made against, and the prompt's token count.
 type Routed = (
     Arc<ConfigState>,
     Arc<ComponentSet>,
     CallLimits,
     Route,
     RouteSummary,
+    u64,
 );
 
 fn empty_route() -> GatewayError {
@@ -310,6 +324,9 @@ pub struct Gateway {
     pub metrics: Metrics,
     loaded: AtomicBool,
     draining: AtomicBool,
+    ledger: Ledger,
+    budgets: Arc<Budgets>,
+    rate_limits: RateLimits,
     /// Cancelled when draining starts, so long-lived streams (MCP's SSE) end and let the
     /// server shut down.
     shutdown: CancellationToken,
@@ -329,9 +346,16 @@ pub struct Readiness {
 }
 
 impl Gateway {
-    pub fn new(config: Config, registry: Arc<Registry>) -> anyhow::Result<Self> {
+    /// A gateway whose usage ledger lives in `data_dir`; budgets start from the spend the ledger
+    /// holds for the current day and month.
+    pub fn new(config: Config, registry: Arc<Registry>, data_dir: &Path) -> anyhow::Result<Self> {
         let upstream = UpstreamClient::new(&config.gateway.upstream)?;
         let credentials = Credentials::from_env(&config);
+        let metrics = Metrics::default();
+        let ledger = Ledger::open(data_dir, &config.gateway.ledger, metrics.ledger.clone())?;
+        let budgets = Arc::new(Budgets::new(metrics.budgets.clone()));
+        Self::preload_budgets(&ledger, &budgets)?;
+        let rate_limits = RateLimits::new(metrics.rate_limits.clone());
         Ok(Gateway {
             state: ArcSwap::from_pointee(ConfigState {
                 config,
@@ -340,11 +364,30 @@ impl Gateway {
             registry,
             upstream,
             stats: ModelStats::default(),
-            metrics: Metrics::default(),
+            metrics,
             loaded: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
+            ledger,
+            budgets,
+            rate_limits,
         })
+    }
+
+    fn preload_budgets(ledger: &Ledger, budgets: &Budgets) -> anyhow::Result<()> {
+        use crate::budget::{Period, Scope};
+        let now = crate::ledger::now_ms();
+        for period in [Period::Day, Period::Month] {
+            for (key, team, spent) in ledger.spend_since(period.start(now))? {
+                if let Some(key) = key {
+                    budgets.preload(Scope::Key(key), period, spent, now);
+                }
+                if let Some(team) = team {
+                    budgets.preload(Scope::Team(team), period, spent, now);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> Arc<ConfigState> {
@@ -571,6 +614,25 @@ impl Gateway {
         }
     }
 
+    /// The metrics in Prometheus text format, with the circuit gauges read fresh.
+    pub fn metrics_text(&self) -> String {
+        let now = Instant::now();
+        for provider in self.config().config.providers.keys() {
+            let state = match self.stats.provider(provider).breaker.state(now) {
+                crate::routing::circuit::CircuitState::Closed => 0,
+                crate::routing::circuit::CircuitState::HalfOpen => 1,
+                crate::routing::circuit::CircuitState::Open => 2,
+            };
+            self.metrics
+                .circuit_state
+                .get_or_create(&ProviderLabels {
+                    provider: provider.clone(),
+                })
+                .set(state);
+        }
+        self.metrics.encode()
+    }
+
     /// Routes a request against one consistent snapshot of config and components.
     fn route(&self, input: &CompletionInput) -> Result<Routed, GatewayError> {
         let state = self.config();
@@ -586,7 +648,9 @@ impl Gateway {
             runtime: self.registry.runtime(),
             limits,
         }
-        .route(&features, input.policy.as_deref())?;
+        .route(&features, input.policy.as_deref())
+        .map_err(|e| self.route_error(config, input, e))?;
+        let prompt_tokens = features.estimated_input_tokens;
         if let Some(why) = &route.policy_fallback {
             tracing::warn!(
                 policy = route.policy,
@@ -609,15 +673,16 @@ impl Gateway {
             task: features.task,
             task_confidence: features.task_confidence,
         };
-        Ok((state, components, limits, route, summary))
+        Ok((state, components, limits, route, summary, prompt_tokens))
     }
 
     /// Routes and runs one completion, failing over along the ranked chain.
     pub async fn complete(&self, input: CompletionInput) -> Result<Completion, GatewayError> {
         let started = Instant::now();
-        let (state, components, limits, route, summary) = self.route(&input)?;
+        let (state, components, limits, route, summary, prompt_tokens) = self.route(&input)?;
+        let (meta, reservation) = self.admit(&state, &input, &route, &summary, prompt_tokens)?;
         let won = self
-            .failover(&route, &state.config, started, |model| {
+            .failover(&route, &state.config, started, &meta, |model| {
                 let (state, components, request) = (&state, &components, &input.request);
                 async move {
                     let attempt_started = Instant::now();
@@ -645,12 +710,19 @@ impl Gateway {
         }
         let latency = started.elapsed();
         self.record_latency(model, upstream_latency, None);
-        let cost_usd = response
-            .usage
-            .as_ref()
-            .map(|u| crate::pricing::cost_usd(model, u))
-            .unwrap_or(0.0);
-        self.record_success(model, response.usage.as_ref(), latency);
+        let cost_usd = self.account(
+            &meta,
+            model,
+            &accounting::AttemptUsage {
+                usage: response.usage.as_ref(),
+                latency: upstream_latency,
+                ttft: None,
+                outcome: Outcome::Ok,
+                error_class: None,
+            },
+        );
+        reservation.settle(cost_usd, self.alert_webhook().as_deref());
+        self.record_success(model, latency);
         Ok(Completion {
             response,
             model: model.id.clone(),
@@ -740,7 +812,40 @@ impl Gateway {
             let response = read_response(response)
                 .await
                 .map_err(|e| attempt.upstream_error(transport_error(e)))?;
-            return Err(attempt.classify(&response));
+            let mut error = attempt.classify(&response);
+            // A 429 without retry-after may still say when its quota resets.
+            if let GatewayError::Upstream {
+                class: ErrorClass::RateLimited,
+                retry_after_ms: retry_after_ms @ None,
+                ..
+            } = &mut error
+            {
+                let headers: Vec<(&str, &str)> = response
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.as_str(), h.value.as_str()))
+                    .collect();
+                *retry_after_ms = crate::ratelimit::upstream_reset(&headers, false)
+                    .map(|reset| u64::try_from(reset.as_millis()).unwrap_or(u64::MAX));
+            }
+            return Err(error);
+        }
+        // A success that used up the provider's quota: wait for its reset instead of a 429.
+        let headers: Vec<(&str, &str)> = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+            .collect();
+        if let Some(reset) = crate::ratelimit::upstream_reset(&headers, true) {
+            self.stats
+                .provider(&model.provider)
+                .breaker
+                .back_off(Instant::now(), reset);
+            tracing::info!(
+                provider = model.provider,
+                reset_ms = reset.as_millis() as u64,
+                "provider quota exhausted: backing off until it resets"
+            );
         }
         Ok((attempt, response))
     }
@@ -823,7 +928,8 @@ impl Gateway {
         }
     }
 
-    fn record_success(&self, model: &ModelConfig, usage: Option<&Usage>, latency: Duration) {
+    /// Counts an answered request; its tokens and cost are counted with its ledger record.
+    fn record_success(&self, model: &ModelConfig, latency: Duration) {
         let labels = |outcome: &str| RequestLabels {
             provider: model.provider.clone(),
             model: model.id.clone(),
@@ -837,22 +943,6 @@ impl Gateway {
                 model: model.id.clone(),
             })
             .observe(latency.as_secs_f64());
-        if let Some(usage) = usage {
-            for (kind, count) in [
-                ("input", usage.input_tokens),
-                ("cached_input", usage.cached_input_tokens),
-                ("output", usage.output_tokens),
-            ] {
-                self.metrics
-                    .tokens
-                    .get_or_create(&TokenLabels {
-                        provider: model.provider.clone(),
-                        model: model.id.clone(),
-                        kind: kind.into(),
-                    })
-                    .inc_by(count);
-            }
-        }
     }
 }
 

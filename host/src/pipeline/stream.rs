@@ -5,9 +5,12 @@
 //! the next candidate. After that, an upstream error or a stream that ends without the provider
 //! signalling completion becomes an explicit `StreamChunk::Error`, never a clean finish.
 
+use super::accounting::{AttemptUsage, RequestMeta};
 use super::attempt::Attempt;
 use super::{ConfigState, Gateway, GatewayError, RouteSummary, transport_error};
+use crate::budget::Reservation;
 use crate::config::ModelConfig;
+use crate::ledger::Outcome;
 use crate::plugins::bindings::adapter::StreamOutcome;
 use crate::plugins::bindings::types::{
     CompletionRequest, ErrorClass, FinishReason, ProviderError, StreamDelta, ToolCallDelta, Usage,
@@ -67,9 +70,10 @@ impl Gateway {
     ) -> Result<CompletionStream, GatewayError> {
         let started = Instant::now();
         input.request.stream = true;
-        let (state, components, limits, route, summary) = self.route(&input)?;
+        let (state, components, limits, route, summary, prompt_tokens) = self.route(&input)?;
+        let (meta, reservation) = self.admit(&state, &input, &route, &summary, prompt_tokens)?;
         let won = self
-            .failover(&route, &state.config, started, |model| {
+            .failover(&route, &state.config, started, &meta, |model| {
                 let (state, components, request) = (&state, &components, &input.request);
                 async move {
                     let mut upstream = self
@@ -105,10 +109,17 @@ impl Gateway {
             request: input.request.clone(),
             started,
             ttft: started.elapsed(),
+            meta,
+            reservation,
         };
-        tokio::spawn(async move {
-            gateway.pump(upstream, head, tx, served).await;
-        });
+        // The request's span (and its request id) follows the stream into the pump's logs.
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                gateway.pump(upstream, head, tx, served).await;
+            },
+            span,
+        ));
         Ok(CompletionStream {
             model: model.id.clone(),
             provider: model.provider.clone(),
@@ -160,23 +171,46 @@ impl Gateway {
             request,
             started,
             ttft,
+            meta,
+            reservation,
         } = served;
-        let mut assembler = Assembler::default();
-        for delta in head {
-            if !assembler.forward(delta, &tx).await {
-                return;
+        // Whatever happens, what the provider generated is recorded and charged.
+        let settle = |assembler: &mut Assembler, outcome: Outcome, class: Option<&'static str>| {
+            if assembler.usage.is_none() {
+                assembler.usage = Some(crate::tokens::estimate_usage(&request, &assembler.output));
             }
-        }
+            self.account(
+                &meta,
+                &model,
+                &AttemptUsage {
+                    usage: assembler.usage.as_ref(),
+                    latency: started.elapsed(),
+                    ttft: Some(ttft),
+                    outcome,
+                    error_class: class,
+                },
+            )
+        };
+        let mut assembler = Assembler::default();
+        let mut pending = head.into_iter();
         loop {
-            match upstream.next().await {
+            let next = match pending.next() {
+                Some(delta) => Some(Ok(delta)),
+                None => upstream.next().await,
+            };
+            match next {
                 Some(Ok(delta)) => {
                     if !assembler.forward(delta, &tx).await {
                         // The client went away; dropping `upstream` closes the connection.
+                        let cost = settle(&mut assembler, Outcome::ClientClosed, None);
+                        reservation.settle(cost, self.alert_webhook().as_deref());
                         return;
                     }
                 }
                 Some(Err(error)) => {
                     self.record_failure(&model, 0, &error);
+                    let cost = settle(&mut assembler, Outcome::Error, Some(error.class_label()));
+                    reservation.settle(cost, self.alert_webhook().as_deref());
                     if super::failover::counts_against_circuit(&error) {
                         let routing = &self.config().config.gateway.routing;
                         let settings = crate::routing::circuit::BreakerSettings {
@@ -199,12 +233,18 @@ impl Gateway {
                 None => break,
             }
         }
-        if assembler.usage.is_none() {
-            assembler.usage = Some(crate::tokens::estimate_usage(&request, &assembler.output));
-        }
+        let cost = settle(&mut assembler, Outcome::Ok, None);
+        reservation.settle(cost, self.alert_webhook().as_deref());
         let latency = started.elapsed();
         self.record_latency(&model, latency, Some(ttft));
-        self.record_success(&model, assembler.usage.as_ref(), latency);
+        self.record_success(&model, latency);
+        self.metrics
+            .ttft
+            .get_or_create(&crate::metrics::ModelLabels {
+                provider: model.provider.clone(),
+                model: model.id.clone(),
+            })
+            .observe(ttft.as_secs_f64());
         if let Some(usage) = assembler.usage {
             let _ = tx.send(StreamChunk::Usage(usage)).await;
         }
@@ -220,6 +260,9 @@ struct Served {
     started: Instant,
     /// Time to the first content.
     ttft: Duration,
+    meta: RequestMeta,
+    /// The request's budget hold, settled with the real cost when the stream ends.
+    reservation: Reservation,
 }
 
 /// Whether a delta carries something the client sees (not only usage or ids).

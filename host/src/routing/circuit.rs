@@ -185,7 +185,8 @@ impl Breaker {
         }
     }
 
-    fn backoff_left(&self, now: Instant) -> Option<Duration> {
+    /// How long the rate-limit back-off still runs, if it does.
+    pub fn backoff_left(&self, now: Instant) -> Option<Duration> {
         let until = (*self.backoff_until.lock().ok()?)?;
         (until > now).then(|| until - now)
     }
