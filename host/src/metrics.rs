@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -54,6 +55,18 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `exact`, `semantic`, `miss` or `bypass`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheGuardLabels {
+    /// What differed: `numbers`, `negation`, `opposites`, `terms` or `direction`.
+    pub reason: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -70,6 +83,15 @@ pub struct Metrics {
     /// Times a policy's answer was unusable and another ranking was used.
     pub policy_fallbacks: Family<PolicyLabels, Counter>,
     pub components_loaded: Family<KindLabels, Gauge>,
+    /// Cache lookups by result.
+    pub cache_lookups: Family<CacheLabels, Counter>,
+    /// Upstream cost not spent thanks to cache hits, in USD.
+    pub cache_saved_usd: Counter<f64, AtomicU64>,
+    /// Prompts embedded for the semantic tier (exact hits embed nothing).
+    pub cache_embeddings: Counter,
+    /// Semantic candidates above the threshold that the false-hit guard rejected.
+    pub cache_guard_rejections: Family<CacheGuardLabels, Counter>,
+    pub cache_entries: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -121,8 +143,43 @@ impl Default for Metrics {
             "Components currently loaded, by kind",
             components_loaded.clone(),
         );
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Response cache lookups by result",
+            cache_lookups.clone(),
+        );
+        let cache_saved_usd = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "cache_saved_usd",
+            "Upstream cost saved by cache hits, in USD",
+            cache_saved_usd.clone(),
+        );
+        let cache_embeddings = Counter::default();
+        registry.register(
+            "cache_embeddings",
+            "Prompts embedded for the semantic cache",
+            cache_embeddings.clone(),
+        );
+        let cache_guard_rejections = Family::<CacheGuardLabels, Counter>::default();
+        registry.register(
+            "cache_guard_rejections",
+            "Semantic cache candidates rejected by the false-hit guard",
+            cache_guard_rejections.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "cache_entries",
+            "Answers in the response cache",
+            cache_entries.clone(),
+        );
         Metrics {
             registry,
+            cache_lookups,
+            cache_saved_usd,
+            cache_embeddings,
+            cache_guard_rejections,
+            cache_entries,
             requests,
             request_duration,
             upstream_errors,

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `ai-gateway` binary, real HTTP, components built by `.ci/setup`
 //! from this repository, and wire-accurate mock upstreams on loopback.
 
+mod cache;
 mod cli;
 mod config_reload;
 mod faults;

@@ -29,6 +29,7 @@ const PROVIDER_ENV: &[&str] = &[
     "PORT",
     "AIGW_CONFIG",
     "AIGW_DATA_DIR",
+    "AIGW_MODEL_DIR",
     "GATEWAY_API_KEYS",
 ];
 
@@ -37,6 +38,19 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("host/ has a parent")
         .to_path_buf()
+}
+
+/// The embedding model `.ci/setup` fetches ($AIGW_MODEL_DIR, or data/models in the checkout).
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("AIGW_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("data/models"));
+    assert!(
+        dir.join("model.onnx").is_file(),
+        "{} has no embedding model: run `.ci/setup` to fetch it",
+        dir.display()
+    );
+    dir
 }
 
 /// A built component, e.g. `plugins/dist/openai.wasm`.
@@ -60,15 +74,23 @@ pub struct TestConfig {
 impl TestConfig {
     /// `providers` and `models` are TOML bodies of providers.toml and models.toml. The adapter
     /// and policy directories are fresh; copy components in with `add_provider`/`add_policy`.
+    ///
+    /// The response cache is off unless `gateway_extra` has a `[cache]` section: most tests send
+    /// the same request more than once and count what reaches the upstream.
     pub fn new(gateway_extra: &str, providers: &str, models: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let provider_dir = dir.path().join("providers");
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir_all(&provider_dir).unwrap();
         std::fs::create_dir_all(&policy_dir).unwrap();
+        let cache_off = if gateway_extra.contains("[cache]") {
+            ""
+        } else {
+            "\n[cache]\nenabled = false\n"
+        };
         let gateway = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\nprovider_dir = \"providers\"\n\
-             policy_dir = \"policies\"\n{gateway_extra}\n"
+             policy_dir = \"policies\"\n{gateway_extra}\n{cache_off}"
         );
         std::fs::write(dir.path().join("gateway.toml"), gateway).unwrap();
         std::fs::write(dir.path().join("providers.toml"), providers).unwrap();
@@ -108,23 +130,41 @@ pub struct GatewayProcess {
     child: Child,
     pub base: String,
     log: Arc<Mutex<String>>,
-    _data_dir: tempfile::TempDir,
+    /// The data directory, when the gateway owns it (removed on drop).
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl GatewayProcess {
     pub async fn start(config: &TestConfig, env: &[(&str, &str)]) -> Self {
-        Self::start_inner(config, env, None).await
+        Self::start_inner(config, env, None, None).await
     }
 
-    async fn start_inner(config: &TestConfig, env: &[(&str, &str)], key: Option<&str>) -> Self {
-        let data_dir = tempfile::tempdir().expect("temp dir");
+    /// Starts a gateway on a data directory the test keeps, e.g. to restart on it.
+    pub async fn start_in(config: &TestConfig, env: &[(&str, &str)], data_dir: &Path) -> Self {
+        Self::start_inner(config, env, None, Some(data_dir)).await
+    }
+
+    async fn start_inner(
+        config: &TestConfig,
+        env: &[(&str, &str)],
+        key: Option<&str>,
+        data_dir: Option<&Path>,
+    ) -> Self {
+        let owned = match data_dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().expect("temp dir")),
+        };
+        let data_path = data_dir
+            .or(owned.as_ref().map(tempfile::TempDir::path))
+            .expect("a data directory")
+            .to_path_buf();
         let mut command = Command::new(GATEWAY);
         command
             .arg("serve")
             .arg("--config")
             .arg(config.path())
             .arg("--data-dir")
-            .arg(data_dir.path())
+            .arg(&data_path)
             .env("AIGW_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -173,7 +213,7 @@ impl GatewayProcess {
             child,
             base,
             log,
-            _data_dir: data_dir,
+            _data_dir: owned,
         };
         gateway.wait_ready(key).await;
         gateway
@@ -181,7 +221,7 @@ impl GatewayProcess {
 
     /// Starts a gateway that requires API keys; `key` is one of them, used to poll readiness.
     pub async fn start_with_key(config: &TestConfig, env: &[(&str, &str)], key: &str) -> Self {
-        Self::start_inner(config, env, Some(key)).await
+        Self::start_inner(config, env, Some(key), None).await
     }
 
     async fn wait_ready(&self, key: Option<&str>) {

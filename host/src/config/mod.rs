@@ -8,8 +8,10 @@
 //! Loading is strict (unknown fields are errors, so typos do not silently fall back to
 //! defaults) and every problem names the file, the field and what is wrong.
 
+mod cache;
 mod model;
 
+pub use cache::CacheSettings;
 pub use model::{Capabilities, ModelConfig, TaskClass};
 
 use serde::Deserialize;
@@ -39,6 +41,7 @@ pub struct GatewaySettings {
     pub plugins: PluginSettings,
     pub routing: RoutingSettings,
     pub upstream: UpstreamSettings,
+    pub cache: CacheSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -326,6 +329,9 @@ impl Config {
                 "routing.circuit_failure_threshold".into(),
                 "must be at least 1".into(),
             );
+        }
+        for (field, text) in g.cache.problems() {
+            problem(&gateway_file, field.into(), text.into());
         }
         if g.routing.backoff_base_ms > g.routing.backoff_max_ms {
             problem(

@@ -3,13 +3,16 @@
 //! answer → failover on retryable errors → metrics.
 
 mod attempt;
+mod cached;
 mod failover;
 mod stream;
 
 use attempt::Attempt;
 
+pub use cached::CacheStatus;
 pub use stream::{CompletionStream, StreamChunk};
 
+use crate::cache::{CacheControls, Lookup, ResponseCache, StoredResponse};
 use crate::config::{Config, ModelConfig, TaskClass};
 use crate::metrics::{
     FaultLabels, KindLabels, Metrics, ModelLabels, PolicyLabels, RequestLabels, TokenLabels,
@@ -50,8 +53,9 @@ pub struct CompletionInput {
     /// A policy component to rank with instead of the default.
     pub policy: Option<String>,
     pub requirements: Requirements,
-    /// The caller's key id (never the key), for per-tenant routing.
+    /// The caller's key id (never the key), for per-tenant routing and cache scoping.
     pub api_key_id: Option<String>,
+    pub cache: CacheControls,
 }
 
 /// How the route was chosen, for explainability headers and fields.
@@ -76,6 +80,7 @@ pub struct Completion {
     pub attempts: u32,
     pub cost_usd: f64,
     pub latency: Duration,
+    pub cache: CacheStatus,
 }
 
 /// A completion as the gateway's own front doors report it (`POST /unified_completion` and the
@@ -91,6 +96,8 @@ pub struct CompletionSummary {
     pub cost_usd: f64,
     /// Whether the answer came from the gateway's cache.
     pub cached: bool,
+    /// For a cached answer, how close the prompt was to the cached one (1 for identical).
+    pub cache_similarity: Option<f32>,
     pub latency_ms: u64,
     pub attempts: u32,
     pub routing: RoutingSummary,
@@ -157,7 +164,8 @@ impl Completion {
                 estimated: usage.is_some_and(|u| u.estimated),
             },
             cost_usd: self.cost_usd,
-            cached: false,
+            cached: self.cache.is_hit(),
+            cache_similarity: self.cache.similarity(),
             latency_ms: u64::try_from(self.latency.as_millis()).unwrap_or(u64::MAX),
             attempts: self.attempts,
             routing: RoutingSummary {
@@ -306,6 +314,7 @@ pub struct Gateway {
     registry: Arc<Registry>,
     upstream: UpstreamClient,
     stats: ModelStats,
+    cache: Arc<ResponseCache>,
     pub metrics: Metrics,
     loaded: AtomicBool,
     draining: AtomicBool,
@@ -323,10 +332,21 @@ impl Gateway {
             registry,
             upstream,
             stats: ModelStats::default(),
+            cache: Arc::new(ResponseCache::in_memory(None)),
             metrics: Metrics::default(),
             loaded: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         })
+    }
+
+    /// Serves and stores answers through `cache` (by default an in-memory, exact-only one).
+    pub fn with_cache(mut self, cache: Arc<ResponseCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    pub fn cache(&self) -> &Arc<ResponseCache> {
+        &self.cache
     }
 
     pub fn config(&self) -> Arc<ConfigState> {
@@ -563,6 +583,11 @@ impl Gateway {
     /// Routes and runs one completion, failing over along the ranked chain.
     pub async fn complete(&self, input: CompletionInput) -> Result<Completion, GatewayError> {
         let started = Instant::now();
+        let pending = match self.cache_lookup(&input).await {
+            Lookup::Hit(hit) => return Ok(self.completion_from_hit(hit, &input, started)),
+            Lookup::Miss(pending) => Some(pending),
+            Lookup::Bypass => None,
+        };
         let (state, components, limits, route, summary) = self.route(&input)?;
         let won = self
             .failover(&route, &state.config, started, |model| {
@@ -599,6 +624,14 @@ impl Gateway {
             .map(|u| crate::pricing::cost_usd(model, u))
             .unwrap_or(0.0);
         self.record_success(model, response.usage.as_ref(), latency);
+        let cache = match pending {
+            Some(pending) => {
+                let stored = StoredResponse::from_response(&response);
+                self.cache_store(pending, stored, &model.id, &model.provider, cost_usd);
+                CacheStatus::Miss
+            }
+            None => CacheStatus::Bypass,
+        };
         Ok(Completion {
             response,
             model: model.id.clone(),
@@ -607,6 +640,7 @@ impl Gateway {
             attempts: won.attempts,
             cost_usd,
             latency,
+            cache,
         })
     }
 

@@ -6,7 +6,8 @@
 //! signalling completion becomes an explicit `StreamChunk::Error`, never a clean finish.
 
 use super::attempt::Attempt;
-use super::{ConfigState, Gateway, GatewayError, RouteSummary, transport_error};
+use super::{CacheStatus, ConfigState, Gateway, GatewayError, RouteSummary, transport_error};
+use crate::cache::{Lookup, Pending, StreamRecorder};
 use crate::config::ModelConfig;
 use crate::plugins::bindings::adapter::StreamOutcome;
 use crate::plugins::bindings::types::{
@@ -56,6 +57,7 @@ pub struct CompletionStream {
     pub route: RouteSummary,
     pub attempts: u32,
     pub chunks: mpsc::Receiver<StreamChunk>,
+    pub cache: CacheStatus,
 }
 
 impl Gateway {
@@ -67,6 +69,11 @@ impl Gateway {
     ) -> Result<CompletionStream, GatewayError> {
         let started = Instant::now();
         input.request.stream = true;
+        let pending = match self.cache_lookup(&input).await {
+            Lookup::Hit(hit) => return Ok(self.stream_from_hit(hit, &input)),
+            Lookup::Miss(pending) => Some(pending),
+            Lookup::Bypass => None,
+        };
         let (state, components, limits, route, summary) = self.route(&input)?;
         let won = self
             .failover(&route, &state.config, started, |model| {
@@ -106,8 +113,13 @@ impl Gateway {
             started,
             ttft: started.elapsed(),
         };
+        let cache = if pending.is_some() {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Bypass
+        };
         tokio::spawn(async move {
-            gateway.pump(upstream, head, tx, served).await;
+            gateway.pump(upstream, head, tx, served, pending).await;
         });
         Ok(CompletionStream {
             model: model.id.clone(),
@@ -115,6 +127,7 @@ impl Gateway {
             route: summary,
             attempts: won.attempts,
             chunks: rx,
+            cache,
         })
     }
 
@@ -154,6 +167,7 @@ impl Gateway {
         head: Vec<StreamDelta>,
         tx: mpsc::Sender<StreamChunk>,
         served: Served,
+        cache: Option<Pending>,
     ) {
         let Served {
             model,
@@ -161,7 +175,10 @@ impl Gateway {
             started,
             ttft,
         } = served;
-        let mut assembler = Assembler::default();
+        let mut assembler = Assembler {
+            recorder: cache.is_some().then(StreamRecorder::default),
+            ..Assembler::default()
+        };
         for delta in head {
             if !assembler.forward(delta, &tx).await {
                 return;
@@ -205,6 +222,9 @@ impl Gateway {
         let latency = started.elapsed();
         self.record_latency(&model, latency, Some(ttft));
         self.record_success(&model, assembler.usage.as_ref(), latency);
+        if let (Some(pending), Some(recorder)) = (cache, assembler.recorder.take()) {
+            self.cache_store_stream(pending, recorder, &model, assembler.usage.as_ref());
+        }
         if let Some(usage) = assembler.usage {
             let _ = tx.send(StreamChunk::Usage(usage)).await;
         }
@@ -355,6 +375,8 @@ struct Assembler {
     usage: Option<Usage>,
     /// Everything generated, kept only to count tokens when the provider reports no usage.
     output: String,
+    /// The whole answer, kept when it is to be cached.
+    recorder: Option<StreamRecorder>,
 }
 
 impl Assembler {
@@ -386,6 +408,9 @@ impl Assembler {
             chunks.push(StreamChunk::Finish(reason));
         }
         for chunk in chunks {
+            if let Some(recorder) = &mut self.recorder {
+                recorder.observe(&chunk);
+            }
             // A client that stops reading but keeps its connection open must not pin this task
             // and the upstream connection for ever.
             if tx.send_timeout(chunk, CLIENT_STALL_LIMIT).await.is_err() {
