@@ -156,7 +156,7 @@ async fn a_paraphrase_is_served_from_the_semantic_tier_and_a_different_number_is
         "miss",
         "another temperature, another scope"
     );
-    assert_eq!(mock.requests().len(), 6);
+    assert_eq!(mock.requests().len(), 7);
 
     let (status, _, body) = gateway
         .chat(json!({"model": "gpt-5-mini", "messages": user_message("hi"), "cache": {"threshold": 2}}))
@@ -260,7 +260,7 @@ async fn expired_entries_never_hit() {
         "miss"
     );
     assert_eq!(
-        send(&gateway, ask("List three prime numbers.")).await.0,
+        send(&gateway, ask("Name three prime numbers")).await.0,
         "hit-semantic"
     );
     assert_eq!(mock.requests().len(), 2);
@@ -286,7 +286,9 @@ async fn the_cache_survives_a_restart() {
 
     let gateway = start(&config, &mock, Some(data_dir.path())).await;
     assert!(
-        gateway.log().contains("cache snapshot loaded"),
+        gateway
+            .wait_for_log("cache snapshot loaded", Duration::from_secs(5))
+            .await,
         "{}",
         gateway.log()
     );
@@ -315,6 +317,11 @@ async fn without_the_model_files_the_gateway_serves_the_exact_tier_only() {
         ],
     )
     .await;
+    assert!(
+        gateway
+            .wait_for_log("exact-match cache only", Duration::from_secs(5))
+            .await
+    );
     let log = gateway.log();
     assert_eq!(
         log.matches("exact-match cache only").count(),

@@ -101,7 +101,7 @@ fn run(mut encoder: Encoder, queue: mpsc::Receiver<Job>, computed: &AtomicU64) {
         match result {
             Ok(mut vectors) => {
                 for job in jobs.into_iter().rev() {
-                    let rest = vectors.split_off(vectors.len() - job.texts.len());
+                    let rest = vectors.split_off(vectors.len().saturating_sub(job.texts.len()));
                     let _ = job.reply.send(Ok(rest));
                 }
             }

@@ -1,9 +1,13 @@
 //! The false-hit guard: after the nearest neighbour passes the similarity threshold, reject it
 //! when the two prompts differ in something small that flips the answer. Sentence embeddings
 //! barely move for "enable" versus "disable", "15%" versus "25%" or "USD to EUR" versus "EUR to
-//! USD", so these checks are lexical: numbers, negation, opposite words, named entities and
-//! terms of measure (units, languages, currencies), and the order of those terms around a
-//! directional word.
+//! USD", so these checks are lexical: numbers, negation, opposite words, a named entity or
+//! term of measure (unit, language, currency) swapped for another in the same place, and words
+//! swapped around a directional word ("from A to B", "A than B").
+//!
+//! Negation and direction are only judged between near-duplicates (most content words shared):
+//! a heavy rewording expresses them in too many ways ("doesn't have" / "in the absence of") for
+//! a word list, and its closeness in embedding space already comes from meaning, not wording.
 
 use std::collections::BTreeSet;
 
@@ -33,29 +37,112 @@ impl Conflict {
 pub fn conflict(query: &str, candidate: &str) -> Option<Conflict> {
     let a = Features::of(query);
     let b = Features::of(candidate);
+    let near_duplicates = overlap(&a, &b) >= NEAR_DUPLICATE_OVERLAP;
     if a.numbers != b.numbers {
         return Some(Conflict::Numbers);
     }
-    if a.negations % 2 != b.negations % 2 {
+    if near_duplicates && a.negated != b.negated {
         return Some(Conflict::Negation);
     }
     if opposed(&a.stems, &b.stems) {
         return Some(Conflict::Opposites);
     }
-    // A term only one side names is an addition, which paraphrases make; a term on each side
-    // that the other lacks is a substitution (Paris for London, French for German).
-    let missing_from = |x: &Features, y: &Features| {
-        x.terms
-            .iter()
-            .any(|(term, _)| !y.words.contains(term.as_str()))
-    };
-    if missing_from(&a, &b) && missing_from(&b, &a) {
+    if substituted(&a, &b) {
         return Some(Conflict::Terms);
     }
-    if a.directional && b.directional && reordered(&a.terms, &b.terms) {
-        return Some(Conflict::Direction);
+    if near_duplicates {
+        let theirs = directed_pairs(&b.sequence);
+        let swapped = directed_pairs(&a.sequence).into_iter().any(|(x, y)| {
+            x != y && theirs.contains(&(y.clone(), x.clone())) && !theirs.contains(&(x, y))
+        });
+        if swapped {
+            return Some(Conflict::Direction);
+        }
     }
     None
+}
+
+/// The share of content words two prompts have in common above which they are near-duplicates.
+const NEAR_DUPLICATE_OVERLAP: f64 = 0.5;
+
+/// Words too common to carry meaning on their own.
+const STOP_WORDS: &[&str] = &[
+    "the", "a", "an", "this", "that", "these", "those", "my", "your", "its", "their", "our", "of",
+    "i", "you", "we", "it", "is", "are", "was", "be", "do", "does", "did", "how", "what", "which",
+    "who", "can", "could", "should", "would", "will", "from", "to", "into", "than", "and", "or",
+    "in", "on", "for", "with", "me", "please", "some", "any", "all", "there", "here", "as", "by",
+    "at", "about",
+];
+
+fn content_words(sequence: &[String]) -> BTreeSet<&str> {
+    sequence
+        .iter()
+        .map(String::as_str)
+        .filter(|w| !STOP_WORDS.contains(w))
+        .collect()
+}
+
+/// Jaccard overlap of the content words.
+fn overlap(a: &Features, b: &Features) -> f64 {
+    let (x, y) = (content_words(&a.sequence), content_words(&b.sequence));
+    let union = x.union(&y).count().max(1);
+    x.intersection(&y).count() as f64 / union as f64
+}
+
+/// Whether a term one side names and the other never mentions stands where the other side has
+/// such a term of its own (the same word before or after it): "capital of Australia" /
+/// "capital of Austria". A term only one side names is an addition, which paraphrases make.
+fn substituted(a: &Features, b: &Features) -> bool {
+    let unmatched = |x: &Features, y: &Features| -> Vec<usize> {
+        x.terms
+            .iter()
+            .filter(|(term, _)| !mentioned(term, &y.words))
+            .map(|(_, position)| *position)
+            .collect()
+    };
+    let (ours, theirs) = (unmatched(a, b), unmatched(b, a));
+    let neighbour = |sequence: &[String], at: usize, offset: isize| {
+        at.checked_add_signed(offset)
+            .and_then(|i| sequence.get(i))
+            .cloned()
+    };
+    ours.iter().any(|&p| {
+        theirs.iter().any(|&q| {
+            [-1, 1].iter().any(|&offset| {
+                let mine = neighbour(&a.sequence, p, offset);
+                mine.is_some() && mine == neighbour(&b.sequence, q, offset)
+            })
+        })
+    })
+}
+
+/// Whether `words` has `term`, or a word it is a prefix of or that is a prefix of it (a typo,
+/// "Python" / "Pythonic").
+fn mentioned(term: &str, words: &BTreeSet<String>) -> bool {
+    words
+        .iter()
+        .any(|w| w.starts_with(term) || (w.len() >= 4 && term.starts_with(w.as_str())))
+}
+
+/// (word before, word after) around each directional word, content words within three
+/// positions, stemmed: "from checking to savings" gives (checking, savings).
+fn directed_pairs(sequence: &[String]) -> BTreeSet<(String, String)> {
+    let content =
+        |w: &&String| !STOP_WORDS.contains(&w.as_str()) && !DIRECTIONAL.contains(&w.as_str());
+    let mut pairs = BTreeSet::new();
+    for (i, word) in sequence.iter().enumerate() {
+        if !DIRECTIONAL.contains(&word.as_str()) {
+            continue;
+        }
+        let before = &sequence[i.saturating_sub(3)..i];
+        let after = &sequence[i + 1..(i + 4).min(sequence.len())];
+        for left in before.iter().filter(content) {
+            for right in after.iter().filter(content) {
+                pairs.insert((stem(left), stem(right)));
+            }
+        }
+    }
+    pairs
 }
 
 /// Words whose stems, one on each side, mean opposite things.
@@ -93,7 +180,6 @@ const OPPOSITES: &[(&str, &str)] = &[
     ("hottest", "coldest"),
     ("first", "last"),
     ("install", "uninstall"),
-    ("in", "out"),
     ("rent", "buy"),
     ("read-only", "editabl"),
     ("healthy", "unhealthy"),
@@ -156,33 +242,34 @@ const MEASURE_TERMS: &[&str] = &[
     "gram",
     "kilogram",
     "kg",
-    "ounc",
+    "ounce",
     "pound",
     "lb",
     "ton",
-    "tonn",
+    "tonne",
     "meter",
-    "metr",
+    "metre",
     "kilometer",
+    "kilometre",
     "km",
     "centimeter",
     "cm",
     "millimeter",
     "mm",
-    "mil",
+    "mile",
     "feet",
     "foot",
     "inch",
     "yard",
     "liter",
-    "litr",
+    "litre",
     "milliliter",
     "ml",
     "gallon",
     "cup",
     "teaspoon",
     "tablespoon",
-    "celsiu",
+    "celsius",
     "fahrenheit",
     "kelvin",
     "byte",
@@ -196,7 +283,7 @@ const MEASURE_TERMS: &[&str] = &[
     "tb",
     "second",
     "millisecond",
-    "minut",
+    "minute",
     "hour",
     "day",
     "week",
@@ -209,16 +296,16 @@ const MEASURE_TERMS: &[&str] = &[
     "kilowatt",
     "volt",
     "amp",
-    "calori",
-    "joul",
-    "acr",
-    "hectar",
+    "calorie",
+    "joule",
+    "acre",
+    "hectare",
     // currencies
     "dollar",
     "euro",
     "yen",
     "yuan",
-    "rupe",
+    "rupee",
     "usd",
     "eur",
     "gbp",
@@ -231,7 +318,7 @@ const MEASURE_TERMS: &[&str] = &[
     "german",
     "spanish",
     "italian",
-    "portugues",
+    "portuguese",
     "dutch",
     "swedish",
     "norwegian",
@@ -247,12 +334,12 @@ const MEASURE_TERMS: &[&str] = &[
     "hindi",
     "bengali",
     "urdu",
-    "chines",
+    "chinese",
     "mandarin",
-    "cantones",
-    "japanes",
+    "cantonese",
+    "japanese",
     "korean",
-    "vietnames",
+    "vietnamese",
     "thai",
     "indonesian",
     "malay",
@@ -292,14 +379,15 @@ const NUMBER_WORDS: &[(&str, u64)] = &[
 /// What the guard compares.
 #[derive(Debug, Default)]
 struct Features {
+    /// Every token, lower-cased, in order.
+    sequence: Vec<String>,
     /// Every word, lower-cased, for "does the other side mention it at all".
     words: BTreeSet<String>,
     stems: BTreeSet<String>,
     numbers: BTreeSet<String>,
-    negations: usize,
+    negated: bool,
     /// Named entities and terms of measure, lower-cased, with their first position.
     terms: Vec<(String, usize)>,
-    directional: bool,
 }
 
 impl Features {
@@ -310,24 +398,21 @@ impl Features {
         let mut sentence_start = true;
         for (position, token) in tokens.iter().enumerate() {
             let word = token.text.to_lowercase();
-            let number_word = number_word(&word);
-            // "one" is a pronoun as often as a number; it only counts before a multiplier.
-            let multiplier = match word.as_str() {
-                "hundred" => Some(100),
-                "thousand" => Some(1_000),
-                "million" => Some(1_000_000),
-                _ => None,
-            };
-            match (number_word, multiplier) {
-                (Some(n), _) => pending_number = Some(pending_number.unwrap_or(0) + n),
-                (None, Some(m)) => pending_number = Some(pending_number.unwrap_or(1) * m),
-                (None, None) if word == "one" => {
-                    pending_number = Some(pending_number.unwrap_or(0) + 1)
+            let next = tokens.get(position + 1).map(|t| t.text.to_lowercase());
+            // "one" is a pronoun as often as a number, and "thousands" alone is no count: a
+            // multiplier counts after a number word, "one" only before a multiplier.
+            match (number_word(&word), multiplier(&word), pending_number) {
+                (Some(n), _, pending) => pending_number = Some(pending.unwrap_or(0) + n),
+                (None, Some(m), Some(pending)) => pending_number = Some(pending.saturating_mul(m)),
+                (None, None, pending)
+                    if word == "one" && next.as_deref().and_then(multiplier).is_some() =>
+                {
+                    pending_number = Some(pending.unwrap_or(0) + 1);
                 }
-                (None, None) => {
-                    if let Some(n) = pending_number.take() {
-                        features.numbers.insert(n.to_string());
-                    }
+                (None, Some(_), None) | (None, None, None) => {}
+                (None, None, Some(n)) => {
+                    features.numbers.insert(n.to_string());
+                    pending_number = None;
                 }
             }
             if token.numeric {
@@ -335,15 +420,16 @@ impl Features {
                 sentence_start = false;
                 continue;
             }
-            if NEGATIONS.contains(&word.as_str()) || word.ends_with("n't") {
-                features.negations += 1;
-            }
-            if DIRECTIONAL.contains(&word.as_str()) {
-                features.directional = true;
+            if NEGATIONS.contains(&word.as_str())
+                || word.ends_with("n't")
+                || word.starts_with("non-")
+                || word.starts_with("no-")
+            {
+                features.negated = true;
             }
             let stem = stem(&word);
             let entity = !sentence_start && token.capitalised;
-            if entity || MEASURE_TERMS.contains(&stem.as_str()) {
+            if entity || is_measure_term(&word) {
                 if !features.terms.iter().any(|(t, _)| *t == word) {
                     features.terms.push((word.clone(), position));
                 }
@@ -353,18 +439,33 @@ impl Features {
             sentence_start = token.ends_sentence;
         }
         if let Some(n) = pending_number {
-            // A lone "one" is a pronoun, not a count.
-            if n != 1 {
-                features.numbers.insert(n.to_string());
-            }
+            features.numbers.insert(n.to_string());
         }
+        features.sequence = tokens.iter().map(|t| t.text.to_lowercase()).collect();
         // Bigrams, for opposites written as two words ("zoom in", "sign out").
-        let words: Vec<String> = tokens.iter().map(|t| t.text.to_lowercase()).collect();
-        for pair in words.windows(2) {
+        for pair in features.sequence.windows(2) {
             features.stems.insert(format!("{} {}", pair[0], pair[1]));
         }
         features
     }
+}
+
+fn multiplier(word: &str) -> Option<u64> {
+    match word {
+        "hundred" => Some(100),
+        "thousand" => Some(1_000),
+        "million" => Some(1_000_000),
+        "billion" => Some(1_000_000_000),
+        _ => None,
+    }
+}
+
+/// A unit, currency or language, singular or plural.
+fn is_measure_term(word: &str) -> bool {
+    [Some(word), word.strip_suffix('s'), word.strip_suffix("es")]
+        .into_iter()
+        .flatten()
+        .any(|w| MEASURE_TERMS.contains(&w))
 }
 
 fn number_word(word: &str) -> Option<u64> {
@@ -393,20 +494,6 @@ fn prefixed_opposite(a: &BTreeSet<String>, b: &BTreeSet<String>) -> bool {
             .filter_map(|prefix| stem.strip_prefix(prefix))
             .any(|base| base.len() >= 4 && b.contains(base) && !a.contains(base))
     })
-}
-
-/// Whether the terms both sides share appear in a different order.
-fn reordered(a: &[(String, usize)], b: &[(String, usize)]) -> bool {
-    let order = |x: &[(String, usize)], y: &[(String, usize)]| -> Vec<String> {
-        let mut shared: Vec<&(String, usize)> = x
-            .iter()
-            .filter(|(t, _)| y.iter().any(|(u, _)| u == t))
-            .collect();
-        shared.sort_by_key(|(_, position)| *position);
-        shared.into_iter().map(|(t, _)| t.clone()).collect()
-    };
-    let first = order(a, b);
-    first.len() >= 2 && first != order(b, a)
 }
 
 /// A crude English stemmer: enough to make "enabled", "enables" and "enabling" one word.
@@ -505,6 +592,15 @@ mod tests {
                 "Is it not possible for me to reset it?",
             ),
             ("Explain Rust ownership.", "Explain ownership in Rust."),
+            (
+                "It loads archives in non-streaming mode.",
+                "Archives are loaded and unpacked, with no streaming involved.",
+            ),
+            ("It does not exist.", "No, it doesn't exist."),
+            (
+                "A builder for several thousand files.",
+                "A builder for thousands of files, at once.",
+            ),
         ] {
             assert_eq!(conflict(a, b), None, "{a} / {b}");
         }

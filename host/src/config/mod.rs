@@ -1,6 +1,7 @@
 //! The gateway's configuration: a directory of TOML files.
 //!
-//! - `gateway.toml`: server, plugin directories and limits, routing defaults, upstream timeouts.
+//! - `gateway.toml`: server, plugin directories and limits, routing defaults, upstream timeouts,
+//!   the response cache.
 //! - `providers.toml`: one table per provider: which adapter component serves it, where its key
 //!   and base URL come from, and non-secret settings handed to the adapter.
 //! - `models.toml`: the model catalog: provider, context window, pricing, quality, capabilities.

@@ -103,10 +103,14 @@ impl Gateway {
     pub(super) fn cache_store_stream(
         &self,
         pending: Pending,
-        recorder: StreamRecorder,
+        mut recorder: StreamRecorder,
         model: &crate::config::ModelConfig,
         usage: Option<&Usage>,
     ) {
+        // The merged usage goes to the client after the content, past the recorder.
+        if let Some(usage) = usage {
+            recorder.observe(&StreamChunk::Usage(usage.clone()));
+        }
         let Some(response) = recorder.finish() else {
             return;
         };
