@@ -33,7 +33,7 @@ impl Default for CacheSettings {
         CacheSettings {
             enabled: true,
             semantic: true,
-            threshold: 0.95,
+            threshold: 0.80,
             guard: true,
             ttl_seconds: 24 * 60 * 60,
             max_entries: 100_000,
