@@ -429,10 +429,9 @@ impl Features {
             }
             let stem = stem(&word);
             let entity = !sentence_start && token.capitalised;
-            if entity || is_measure_term(&word) {
-                if !features.terms.iter().any(|(t, _)| *t == word) {
-                    features.terms.push((word.clone(), position));
-                }
+            if (entity || is_measure_term(&word)) && !features.terms.iter().any(|(t, _)| *t == word)
+            {
+                features.terms.push((word.clone(), position));
             }
             features.stems.insert(stem);
             features.words.insert(word);

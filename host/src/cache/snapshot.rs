@@ -35,8 +35,11 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+/// A snapshot's entries and its serialised index.
+pub type Snapshot = (Vec<Entry>, Vec<u8>);
+
 /// The entries and the index bytes; `None` when there is no snapshot yet.
-pub fn read(path: &Path) -> Result<Option<(Vec<Entry>, Vec<u8>)>, SnapshotError> {
+pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -109,7 +109,7 @@ impl Gateway {
     ) {
         // The merged usage goes to the client after the content, past the recorder.
         if let Some(usage) = usage {
-            recorder.observe(&StreamChunk::Usage(usage.clone()));
+            recorder.observe(&StreamChunk::Usage(*usage));
         }
         let Some(response) = recorder.finish() else {
             return;
