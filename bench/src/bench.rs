@@ -387,7 +387,7 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("bench/ has a parent")

@@ -24,6 +24,9 @@ pub enum Command {
     Mock(crate::mock::MockArgs),
     /// Render the Markdown report again from a run's JSON (no measuring).
     Render(RenderArgs),
+    /// Measure the response cache (accuracy, false hits, latency, large-index search) and
+    /// write bench/CACHE.md plus JSON.
+    Cache(crate::semantic_cache::CacheArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -7,7 +7,8 @@
 //! cargo run --release -p aigw-bench -- --out BENCHMARKS.md
 //! ```
 //!
-//! `aigw-bench mock` runs the mock upstream alone.
+//! `aigw-bench mock` runs the mock upstream alone; `aigw-bench cache` measures the response
+//! cache and writes `bench/CACHE.md`.
 
 #[cfg(not(target_family = "wasm"))]
 mod bench;
@@ -21,6 +22,8 @@ mod mock;
 mod procs;
 #[cfg(not(target_family = "wasm"))]
 mod report;
+#[cfg(not(target_family = "wasm"))]
+mod semantic_cache;
 #[cfg(not(target_family = "wasm"))]
 mod servers;
 #[cfg(not(target_family = "wasm"))]
@@ -38,6 +41,22 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Some(cli::Command::Cache(args)) => {
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(semantic_cache::run(args, &bench::repo_root()))
+                });
+            match result {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cache: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Some(cli::Command::Render(args)) => match bench::render(&args) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod budget;
+pub mod cache;
 pub mod config;
 pub mod fsutil;
 pub mod ledger;

@@ -1,5 +1,6 @@
 //! `ai-gateway`: serve the gateway, or check configuration and plugin components.
 
+use ai_gateway::cache::ResponseCache;
 use ai_gateway::config::Config;
 use ai_gateway::mcp::GatewayMcp;
 use ai_gateway::pipeline::Gateway;
@@ -45,9 +46,14 @@ enum Command {
         /// The configuration directory (or its gateway.toml).
         #[arg(long, env = "AIGW_CONFIG", default_value = "config")]
         config: PathBuf,
-        /// Where the gateway writes everything it writes (compiled components, ...).
+        /// Where the gateway writes everything it writes (compiled components, the cache
+        /// snapshot, ...).
         #[arg(long, env = "AIGW_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+        /// The semantic cache's embedding model (what `.ci/setup` fetches); default
+        /// `<data-dir>/models`.
+        #[arg(long, env = "AIGW_MODEL_DIR")]
+        model_dir: Option<PathBuf>,
     },
     /// Serve MCP on stdin/stdout (for Claude Code, Claude Desktop and other MCP clients that
     /// launch their servers). Logs go to stderr.
@@ -56,6 +62,9 @@ enum Command {
         config: PathBuf,
         #[arg(long, env = "AIGW_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+        /// The semantic cache's embedding model; default `<data-dir>/models`.
+        #[arg(long, env = "AIGW_MODEL_DIR")]
+        model_dir: Option<PathBuf>,
         /// The API key id this session is accounted to (budgets, rate limits, usage reports).
         #[arg(long, env = "AIGW_MCP_KEY_ID")]
         key_id: Option<String>,
@@ -135,12 +144,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, matches!(cli.command, Command::Serve { .. }));
     let result = match cli.command {
-        Command::Serve { config, data_dir } => serve(&config, &data_dir),
+        Command::Serve {
+            config,
+            data_dir,
+            model_dir,
+        } => {
+            let model_dir = model_dir.unwrap_or_else(|| data_dir.join("models"));
+            serve(&config, &data_dir, &model_dir)
+        }
         Command::Mcp {
             config,
             data_dir,
+            model_dir,
             key_id,
-        } => serve_mcp_stdio(&config, &data_dir, key_id),
+        } => {
+            let model_dir = model_dir.unwrap_or_else(|| data_dir.join("models"));
+            serve_mcp_stdio(&config, &data_dir, &model_dir, key_id)
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => check_config(&config),
@@ -187,19 +207,39 @@ fn init_logging(format: LogFormat, stdout_allowed: bool) {
     }
 }
 
-/// A running gateway service and the watcher that hot-reloads its components and config.
+/// A running gateway service, the watcher that hot-reloads its components and config, and the
+/// task that snapshots its cache.
 struct Started {
     gateway: Arc<Gateway>,
+    cache: Arc<ResponseCache>,
+    snapshots: tokio::task::JoinHandle<()>,
     _watcher: reload::ReloadWatcher,
 }
 
 /// Builds the gateway service and loads its components: everything but the front doors.
-async fn start_gateway(config: Config, data_dir: &Path) -> anyhow::Result<Started> {
+async fn start_gateway(
+    config: Config,
+    data_dir: &Path,
+    model_dir: &Path,
+) -> anyhow::Result<Started> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let plugin_runtime = Arc::new(PluginRuntime::new(data_dir.join("compiled"))?);
     let registry = Arc::new(Registry::new(plugin_runtime));
-    let gateway = Arc::new(Gateway::new(config, registry, data_dir)?);
+    let cache_settings = config.gateway.cache.clone();
+    let cache = {
+        let (data_dir, model_dir) = (data_dir.to_path_buf(), model_dir.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            ResponseCache::open(&data_dir, &model_dir, &cache_settings)
+        })
+        .await?
+    };
+    let cache = Arc::new(cache);
+    let gateway = Arc::new(Gateway::new(config, registry, data_dir)?.with_cache(cache.clone()));
+    let snapshots = ResponseCache::spawn_snapshots(
+        cache.clone(),
+        Duration::from_millis(gateway.config().config.gateway.cache.snapshot_interval_ms),
+    );
     let loader = gateway.clone();
     tokio::task::spawn_blocking(move || loader.load_components()).await?;
     let watcher = reload::watch(gateway.clone())?;
@@ -207,11 +247,24 @@ async fn start_gateway(config: Config, data_dir: &Path) -> anyhow::Result<Starte
     tokio::task::spawn_blocking(ai_gateway::tokens::warm_up);
     Ok(Started {
         gateway,
+        cache,
+        snapshots,
         _watcher: watcher,
     })
 }
 
-fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
+impl Started {
+    /// After the front door has stopped: write every queued ledger record and the cache.
+    async fn finish(self) -> anyhow::Result<()> {
+        self.gateway.flush_ledger().await;
+        self.snapshots.abort();
+        let cache = self.cache;
+        tokio::task::spawn_blocking(move || cache.save_if_changed()).await?;
+        Ok(())
+    }
+}
+
+fn serve(config_path: &Path, data_dir: &Path, model_dir: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let mut addr: SocketAddr = config
         .gateway
@@ -230,7 +283,7 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let started = start_gateway(config, data_dir).await?;
+        let started = start_gateway(config, data_dir, model_dir).await?;
         let gateway = started.gateway.clone();
 
         let listener = tokio::net::TcpListener::bind(addr)
@@ -284,8 +337,9 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        // Every request has finished (or was cut) and queued its usage records: write them all.
-        gateway.flush_ledger().await;
+        // Every request has finished (or was cut) and queued its usage records: write them
+        // all, and the cache.
+        started.finish().await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -295,6 +349,7 @@ fn serve(config_path: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
 fn serve_mcp_stdio(
     config_path: &Path,
     data_dir: &Path,
+    model_dir: &Path,
     key_id: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
@@ -302,7 +357,7 @@ fn serve_mcp_stdio(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let started = start_gateway(config, data_dir).await?;
+        let started = start_gateway(config, data_dir, model_dir).await?;
         let server = GatewayMcp::new(started.gateway.clone(), key_id)
             .serve(rmcp::transport::stdio())
             .await
@@ -318,7 +373,7 @@ fn serve_mcp_stdio(
             }
         }
         started.gateway.start_draining();
-        started.gateway.flush_ledger().await;
+        started.finish().await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

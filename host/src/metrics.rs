@@ -60,6 +60,18 @@ pub struct ProviderLabels {
     pub provider: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `exact`, `semantic`, `miss` or `bypass`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheGuardLabels {
+    /// What differed: `numbers`, `negation`, `opposites`, `terms` or `direction`.
+    pub reason: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 type UsdCounter = Counter<f64, AtomicU64>;
 
@@ -88,6 +100,13 @@ pub struct Metrics {
     pub ledger: crate::ledger::LedgerMetrics,
     pub budgets: crate::budget::BudgetMetrics,
     pub rate_limits: crate::ratelimit::RateLimitMetrics,
+    /// Cache lookups by result.
+    pub cache_lookups: Family<CacheLabels, Counter>,
+    /// Prompts embedded for the semantic tier (exact hits embed nothing).
+    pub cache_embeddings: Counter,
+    /// Semantic candidates above the threshold that the false-hit guard rejected.
+    pub cache_guard_rejections: Family<CacheGuardLabels, Counter>,
+    pub cache_entries: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -217,8 +236,36 @@ impl Default for Metrics {
             "Adaptive provider ceilings lowered after an upstream 429",
             rate_limits.adaptive_cuts.clone(),
         );
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Response cache lookups by result",
+            cache_lookups.clone(),
+        );
+        let cache_embeddings = Counter::default();
+        registry.register(
+            "cache_embeddings",
+            "Prompts embedded for the semantic cache",
+            cache_embeddings.clone(),
+        );
+        let cache_guard_rejections = Family::<CacheGuardLabels, Counter>::default();
+        registry.register(
+            "cache_guard_rejections",
+            "Semantic cache candidates rejected by the false-hit guard",
+            cache_guard_rejections.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "cache_entries",
+            "Answers in the response cache",
+            cache_entries.clone(),
+        );
         Metrics {
             registry,
+            cache_lookups,
+            cache_embeddings,
+            cache_guard_rejections,
+            cache_entries,
             requests,
             request_duration,
             upstream_errors,

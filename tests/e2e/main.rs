@@ -2,6 +2,7 @@
 //! from this repository, and wire-accurate mock upstreams on loopback.
 
 mod budgets;
+mod cache;
 mod cli;
 mod config_reload;
 mod faults;

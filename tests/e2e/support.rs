@@ -29,6 +29,7 @@ const PROVIDER_ENV: &[&str] = &[
     "PORT",
     "AIGW_CONFIG",
     "AIGW_DATA_DIR",
+    "AIGW_MODEL_DIR",
     "GATEWAY_API_KEYS",
 ];
 
@@ -37,6 +38,19 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("host/ has a parent")
         .to_path_buf()
+}
+
+/// The embedding model `.ci/setup` fetches ($AIGW_MODEL_DIR, or data/models in the checkout).
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("AIGW_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("data/models"));
+    assert!(
+        dir.join("model.onnx").is_file(),
+        "{} has no embedding model: run `.ci/setup` to fetch it",
+        dir.display()
+    );
+    dir
 }
 
 /// A built component, e.g. `plugins/dist/openai.wasm`.
@@ -60,15 +74,23 @@ pub struct TestConfig {
 impl TestConfig {
     /// `providers` and `models` are TOML bodies of providers.toml and models.toml. The adapter
     /// and policy directories are fresh; copy components in with `add_provider`/`add_policy`.
+    ///
+    /// The response cache is off unless `gateway_extra` has a `[cache]` section: most tests send
+    /// the same request more than once and count what reaches the upstream.
     pub fn new(gateway_extra: &str, providers: &str, models: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let provider_dir = dir.path().join("providers");
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir_all(&provider_dir).unwrap();
         std::fs::create_dir_all(&policy_dir).unwrap();
+        let cache_off = if gateway_extra.contains("[cache]") {
+            ""
+        } else {
+            "\n[cache]\nenabled = false\n"
+        };
         let gateway = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\nprovider_dir = \"providers\"\n\
-             policy_dir = \"policies\"\n{gateway_extra}\n"
+             policy_dir = \"policies\"\n{gateway_extra}\n{cache_off}"
         );
         std::fs::write(dir.path().join("gateway.toml"), gateway).unwrap();
         std::fs::write(dir.path().join("providers.toml"), providers).unwrap();

@@ -40,7 +40,7 @@ def stdio(gateway):
     return Client(stdio_client(params), mode="legacy")
 
 
-async def exercise(client):
+async def exercise(client, label):
     """The flow every transport must support: tools, a routed completion with progress, a
     resource, the prompt, and a tool error."""
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
@@ -54,9 +54,10 @@ async def exercise(client):
     async def on_progress(value, total, message):
         progress.append((value, message))
 
+    prompt = f"Translate 'good morning' into German ({label})"
     result = await client.call_tool(
         "unified_completion",
-        {"prompt": "Translate 'good morning' into German", "max_tokens": 40},
+        {"prompt": prompt, "max_tokens": 40},
         progress_callback=on_progress,
     )
     assert not result.is_error, result.content
@@ -68,6 +69,13 @@ async def exercise(client):
     assert summary["tokens"]["input"] > 0
     assert summary["cached"] is False
     assert progress and progress[0][1] == "routing the request"
+
+    again = (await client.call_tool("unified_completion", {"prompt": prompt, "max_tokens": 40})).structured_content
+    assert again["cached"] is True and again["cost_usd"] == 0 and again["text"] == summary["text"]
+    fresh = await client.call_tool(
+        "unified_completion", {"prompt": prompt, "max_tokens": 40, "cache": {"enabled": False}}
+    )
+    assert fresh.structured_content["cached"] is False
 
     error = await client.call_tool("unified_completion", {"prompt": "hi", "model": "no-such-model"})
     assert error.is_error
@@ -89,7 +97,7 @@ def test_streamable_http(gateway, mode):
                 assert client.protocol_version in ("2025-06-18", "2025-11-25")
             else:
                 assert client.protocol_version == "2026-07-28"
-            await exercise(client)
+            await exercise(client, mode)
 
     asyncio.run(main())
 
@@ -98,7 +106,7 @@ def test_stdio(gateway):
     async def main():
         async with stdio(gateway) as client:
             assert client.server_info.name == "ai-gateway"
-            await exercise(client)
+            await exercise(client, "stdio")
 
     asyncio.run(main())
 

@@ -3,9 +3,11 @@
 //! Requests are parsed strictly where a mistake would change the answer (roles, content parts,
 //! parameter ranges) and leniently elsewhere: OpenAI fields the gateway does not act on are
 //! accepted and ignored, so unmodified SDKs work. Two extension fields steer routing:
-//! `policy` (a policy component name) and `requirements` (see `routing::Requirements`).
+//! `policy` (a policy component name) and `requirements` (see `routing::Requirements`); a third,
+//! `cache`, steers the response cache (see `cache::CacheControls`).
 
 use super::error::ApiError;
+use crate::cache::CacheControls;
 use crate::pipeline::{Completion, CompletionInput, StreamChunk};
 use crate::plugins::bindings::types::{
     CompletionRequest, ContentPart, FinishReason, Image, JsonSchemaFormat, Message, ResponseFormat,
@@ -41,6 +43,8 @@ pub struct ChatCompletionRequest {
     pub policy: Option<String>,
     /// Gateway extension: routing requirements.
     pub requirements: Option<Requirements>,
+    /// Gateway extension: response cache controls.
+    pub cache: Option<CacheControls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +186,11 @@ impl ChatCompletionRequest {
             ));
         }
 
+        let cache = self.cache.unwrap_or_default();
+        if let Some((param, message)) = cache.problem() {
+            return Err(ApiError::bad_request(message, Some(param)));
+        }
+
         Ok(CompletionInput {
             model: self.model,
             request: CompletionRequest {
@@ -205,6 +214,7 @@ impl ChatCompletionRequest {
             policy: self.policy,
             requirements,
             api_key_id,
+            cache,
         })
     }
 }

@@ -129,6 +129,7 @@ async fn chat_completions(
         &completion.provider,
         &completion.route,
     );
+    cache_headers(headers, completion.cache);
     set_header(
         headers,
         "x-gateway-attempts",
@@ -199,8 +200,22 @@ fn stream_response(
         HeaderValue::from_static("no-cache"),
     );
     route_headers(headers, &stream.model, &stream.provider, &stream.route);
+    cache_headers(headers, stream.cache);
     set_header(headers, "x-gateway-attempts", &stream.attempts.to_string());
     response
+}
+
+/// `x-gateway-cache` (hit-exact, hit-semantic, miss or bypass) and, on a hit, the prompt's
+/// similarity to the cached one.
+fn cache_headers(headers: &mut HeaderMap, status: crate::pipeline::CacheStatus) {
+    set_header(headers, "x-gateway-cache", status.label());
+    if let Some(similarity) = status.similarity() {
+        set_header(
+            headers,
+            "x-gateway-cache-similarity",
+            &format!("{similarity:.4}"),
+        );
+    }
 }
 
 fn route_headers(

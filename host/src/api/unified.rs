@@ -5,6 +5,7 @@
 use super::auth::Caller;
 use super::chat::{ChatCompletionRequest, ChatMessage, Content};
 use super::{ApiError, parse_json, read_body};
+use crate::cache::CacheControls;
 use crate::pipeline::Gateway;
 use crate::routing::Requirements;
 use axum::Json;
@@ -31,6 +32,8 @@ pub struct UnifiedRequest {
     pub requirements: Option<Requirements>,
     /// A policy component to rank with instead of the default.
     pub policy: Option<String>,
+    /// Response cache controls.
+    pub cache: Option<CacheControls>,
 }
 
 impl UnifiedRequest {
@@ -64,6 +67,7 @@ impl UnifiedRequest {
             temperature: self.temperature,
             requirements: self.requirements,
             policy: self.policy,
+            cache: self.cache,
             ..ChatCompletionRequest::default()
         })
     }
@@ -88,5 +92,7 @@ pub async fn unified_completion(
     let request: UnifiedRequest = parse_json(&body)?;
     let input = request.into_chat()?.into_input(caller.key_id)?;
     let completion = gateway.complete(input).await?;
-    Ok(Json(completion.summary()).into_response())
+    let mut response = Json(completion.summary()).into_response();
+    super::cache_headers(response.headers_mut(), completion.cache);
+    Ok(response)
 }

@@ -1,6 +1,7 @@
 //! The gateway's configuration: a directory of TOML files.
 //!
-//! - `gateway.toml`: server, plugin directories and limits, routing defaults, upstream timeouts.
+//! - `gateway.toml`: server, plugin directories and limits, routing defaults, upstream timeouts,
+//!   the response cache.
 //! - `providers.toml`: one table per provider: which adapter component serves it, where its key
 //!   and base URL come from, and non-secret settings handed to the adapter.
 //! - `models.toml`: the model catalog: provider, context window, pricing, quality, capabilities.
@@ -8,13 +9,14 @@
 //! Loading is strict (unknown fields are errors, so typos do not silently fall back to
 //! defaults) and every problem names the file, the field and what is wrong.
 
+mod accounting;
+mod cache;
 mod env;
 mod model;
 
-pub use env::{Override, Target as OverrideTarget};
-mod accounting;
-
 pub use accounting::{Budget, BudgetSettings, KeyBudget, LedgerSettings, Rate, RateLimitSettings};
+pub use cache::CacheSettings;
+pub use env::{Override, Target as OverrideTarget};
 pub use model::{Capabilities, ModelConfig, TaskClass};
 
 use serde::Deserialize;
@@ -48,6 +50,7 @@ pub struct GatewaySettings {
     pub ledger: LedgerSettings,
     pub budgets: BudgetSettings,
     pub rate_limits: RateLimitSettings,
+    pub cache: CacheSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -378,6 +381,9 @@ impl Config {
                 "routing.circuit_failure_threshold".into(),
                 "must be at least 1".into(),
             );
+        }
+        for (field, text) in g.cache.problems() {
+            problem(&gateway_file, field.into(), text.into());
         }
         if g.routing.backoff_base_ms > g.routing.backoff_max_ms {
             problem(

@@ -104,6 +104,8 @@ pub async fn run(
         temperature: args.temperature,
         requirements: None,
         policy: None,
+        // Every run must reach a model: served from the cache, repeats would measure nothing.
+        cache: Some(no_cache()),
     };
     // Validate both variants before spending anything.
     let input_a = to_input(request(&a), key_id.clone())?;
@@ -203,6 +205,13 @@ fn variants(args: &AbTestArgs) -> Result<(Variant, Variant), String> {
     }
 }
 
+fn no_cache() -> crate::cache::CacheControls {
+    crate::cache::CacheControls {
+        enabled: Some(false),
+        ..Default::default()
+    }
+}
+
 fn to_input(
     request: UnifiedRequest,
     key_id: Option<String>,
@@ -279,6 +288,7 @@ async fn judge(
             temperature: Some(0.0),
             requirements: None,
             policy: None,
+            cache: Some(no_cache()),
         },
         key_id,
     )?;

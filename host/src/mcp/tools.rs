@@ -43,6 +43,9 @@ pub struct UnifiedCompletionArgs {
     /// A routing policy to rank models with instead of the default: "balanced", "cost",
     /// "latency", "quality", or a custom one loaded by the operator.
     pub policy: Option<String>,
+    /// Response cache controls: {"enabled": false} for a fresh answer, {"semantic": false} to
+    /// accept only an identical earlier request, {"threshold": 0.9} for a stricter match.
+    pub cache: Option<crate::cache::CacheControls>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -85,6 +88,7 @@ impl UnifiedCompletionArgs {
             temperature: self.temperature,
             requirements: self.requirements,
             policy: self.policy,
+            cache: self.cache,
         }
         .into_chat()
         .and_then(|chat| chat.into_input(key_id))
@@ -400,6 +404,7 @@ impl GatewayMcp {
             temperature: Some(0.2),
             requirements,
             policy: None,
+            cache: None,
         }
         .into_input(self.caller_key_id(&ctx))?;
         let completion = self

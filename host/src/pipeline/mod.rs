@@ -4,6 +4,7 @@
 
 mod accounting;
 mod attempt;
+mod cached;
 mod failover;
 mod stream;
 mod usage;
@@ -11,10 +12,12 @@ mod usage;
 use attempt::Attempt;
 
 pub use accounting::LimitError;
+pub use cached::CacheStatus;
 pub use stream::{CompletionStream, StreamChunk};
 pub use usage::CostEstimate;
 
 use crate::budget::Budgets;
+use crate::cache::{CacheControls, Lookup, ResponseCache, StoredResponse};
 use crate::config::{Config, ModelConfig, TaskClass};
 use crate::ledger::{Ledger, Outcome};
 use crate::metrics::{
@@ -58,8 +61,9 @@ pub struct CompletionInput {
     /// A policy component to rank with instead of the default.
     pub policy: Option<String>,
     pub requirements: Requirements,
-    /// The caller's key id (never the key), for per-tenant routing.
+    /// The caller's key id (never the key), for per-tenant routing and cache scoping.
     pub api_key_id: Option<String>,
+    pub cache: CacheControls,
 }
 
 /// How the route was chosen, for explainability headers and fields.
@@ -84,6 +88,7 @@ pub struct Completion {
     pub attempts: u32,
     pub cost_usd: f64,
     pub latency: Duration,
+    pub cache: CacheStatus,
 }
 
 /// A completion as the gateway's own front doors report it (`POST /unified_completion` and the
@@ -99,6 +104,8 @@ pub struct CompletionSummary {
     pub cost_usd: f64,
     /// Whether the answer came from the gateway's cache.
     pub cached: bool,
+    /// For a cached answer, how close the prompt was to the cached one (1 for identical).
+    pub cache_similarity: Option<f32>,
     pub latency_ms: u64,
     pub attempts: u32,
     pub routing: RoutingSummary,
@@ -165,7 +172,8 @@ impl Completion {
                 estimated: usage.is_some_and(|u| u.estimated),
             },
             cost_usd: self.cost_usd,
-            cached: false,
+            cached: self.cache.is_hit(),
+            cache_similarity: self.cache.similarity(),
             latency_ms: u64::try_from(self.latency.as_millis()).unwrap_or(u64::MAX),
             attempts: self.attempts,
             routing: RoutingSummary {
@@ -321,6 +329,7 @@ pub struct Gateway {
     registry: Arc<Registry>,
     upstream: UpstreamClient,
     stats: ModelStats,
+    cache: Arc<ResponseCache>,
     pub metrics: Metrics,
     loaded: AtomicBool,
     draining: AtomicBool,
@@ -364,6 +373,7 @@ impl Gateway {
             registry,
             upstream,
             stats: ModelStats::default(),
+            cache: Arc::new(ResponseCache::in_memory(None)),
             metrics,
             loaded: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -388,6 +398,16 @@ impl Gateway {
             }
         }
         Ok(())
+    }
+
+    /// Serves and stores answers through `cache` (by default an in-memory, exact-only one).
+    pub fn with_cache(mut self, cache: Arc<ResponseCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    pub fn cache(&self) -> &Arc<ResponseCache> {
+        &self.cache
     }
 
     pub fn config(&self) -> Arc<ConfigState> {
@@ -679,6 +699,11 @@ impl Gateway {
     /// Routes and runs one completion, failing over along the ranked chain.
     pub async fn complete(&self, input: CompletionInput) -> Result<Completion, GatewayError> {
         let started = Instant::now();
+        let pending = match self.cache_lookup(&input).await {
+            Lookup::Hit(hit) => return Ok(self.completion_from_hit(hit, &input, started)),
+            Lookup::Miss(pending) => Some(pending),
+            Lookup::Bypass => None,
+        };
         let (state, components, limits, route, summary, prompt_tokens) = self.route(&input)?;
         let (meta, reservation) = self.admit(&state, &input, &route, &summary, prompt_tokens)?;
         let won = self
@@ -723,6 +748,14 @@ impl Gateway {
         );
         reservation.settle(cost_usd, self.alert_webhook().as_deref());
         self.record_success(model, latency);
+        let cache = match pending {
+            Some(pending) => {
+                let stored = StoredResponse::from_response(&response);
+                self.cache_store(pending, stored, &model.id, &model.provider, cost_usd);
+                CacheStatus::Miss
+            }
+            None => CacheStatus::Bypass,
+        };
         Ok(Completion {
             response,
             model: model.id.clone(),
@@ -731,6 +764,7 @@ impl Gateway {
             attempts: won.attempts,
             cost_usd,
             latency,
+            cache,
         })
     }
 

@@ -7,8 +7,9 @@
 
 use super::accounting::{AttemptUsage, RequestMeta};
 use super::attempt::Attempt;
-use super::{ConfigState, Gateway, GatewayError, RouteSummary, transport_error};
+use super::{CacheStatus, ConfigState, Gateway, GatewayError, RouteSummary, transport_error};
 use crate::budget::Reservation;
+use crate::cache::{Lookup, Pending, StreamRecorder};
 use crate::config::ModelConfig;
 use crate::ledger::Outcome;
 use crate::plugins::bindings::adapter::StreamOutcome;
@@ -59,6 +60,7 @@ pub struct CompletionStream {
     pub route: RouteSummary,
     pub attempts: u32,
     pub chunks: mpsc::Receiver<StreamChunk>,
+    pub cache: CacheStatus,
 }
 
 impl Gateway {
@@ -70,6 +72,11 @@ impl Gateway {
     ) -> Result<CompletionStream, GatewayError> {
         let started = Instant::now();
         input.request.stream = true;
+        let pending = match self.cache_lookup(&input).await {
+            Lookup::Hit(hit) => return Ok(self.stream_from_hit(hit, &input)),
+            Lookup::Miss(pending) => Some(pending),
+            Lookup::Bypass => None,
+        };
         let (state, components, limits, route, summary, prompt_tokens) = self.route(&input)?;
         let (meta, reservation) = self.admit(&state, &input, &route, &summary, prompt_tokens)?;
         let won = self
@@ -112,11 +119,16 @@ impl Gateway {
             meta,
             reservation,
         };
+        let cache = if pending.is_some() {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Bypass
+        };
         // The request's span (and its request id) follows the stream into the pump's logs.
         let span = tracing::Span::current();
         tokio::spawn(tracing::Instrument::instrument(
             async move {
-                gateway.pump(upstream, head, tx, served).await;
+                gateway.pump(upstream, head, tx, served, pending).await;
             },
             span,
         ));
@@ -126,6 +138,7 @@ impl Gateway {
             route: summary,
             attempts: won.attempts,
             chunks: rx,
+            cache,
         })
     }
 
@@ -165,6 +178,7 @@ impl Gateway {
         head: Vec<StreamDelta>,
         tx: mpsc::Sender<StreamChunk>,
         served: Served,
+        cache: Option<Pending>,
     ) {
         let Served {
             model,
@@ -191,7 +205,10 @@ impl Gateway {
                 },
             )
         };
-        let mut assembler = Assembler::default();
+        let mut assembler = Assembler {
+            recorder: cache.is_some().then(StreamRecorder::default),
+            ..Assembler::default()
+        };
         let mut pending = head.into_iter();
         loop {
             let next = match pending.next() {
@@ -245,6 +262,9 @@ impl Gateway {
                 model: model.id.clone(),
             })
             .observe(ttft.as_secs_f64());
+        if let (Some(pending), Some(recorder)) = (cache, assembler.recorder.take()) {
+            self.cache_store_stream(pending, recorder, &model, assembler.usage.as_ref());
+        }
         if let Some(usage) = assembler.usage {
             let _ = tx.send(StreamChunk::Usage(usage)).await;
         }
@@ -398,6 +418,8 @@ struct Assembler {
     usage: Option<Usage>,
     /// Everything generated, kept only to count tokens when the provider reports no usage.
     output: String,
+    /// The whole answer, kept when it is to be cached.
+    recorder: Option<StreamRecorder>,
 }
 
 impl Assembler {
@@ -429,6 +451,9 @@ impl Assembler {
             chunks.push(StreamChunk::Finish(reason));
         }
         for chunk in chunks {
+            if let Some(recorder) = &mut self.recorder {
+                recorder.observe(&chunk);
+            }
             // A client that stops reading but keeps its connection open must not pin this task
             // and the upstream connection for ever.
             if tx.send_timeout(chunk, CLIENT_STALL_LIMIT).await.is_err() {

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 pub const EXPECTED_OUTPUT_TOKENS: u64 = 512;
 
 /// What the caller asked of the route.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Requirements {
     /// Prefer cheaper models.
