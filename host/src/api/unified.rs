@@ -83,14 +83,24 @@ pub(crate) fn text_message(role: &str, text: String) -> ChatMessage {
     }
 }
 
+/// A `/unified_completion`-format body (also what `POST /v1/estimate_cost` takes) as a
+/// pipeline input, or the error that says what to fix.
+pub(super) fn input_from_body(
+    gateway: &Gateway,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<crate::pipeline::CompletionInput, ApiError> {
+    let body = read_body(gateway, body)?;
+    let request: UnifiedRequest = parse_json(&body)?;
+    request.into_chat()?.into_input(caller.key_id)
+}
+
 pub async fn unified_completion(
     State(gateway): State<Arc<Gateway>>,
     axum::Extension(caller): axum::Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&gateway, body)?;
-    let request: UnifiedRequest = parse_json(&body)?;
-    let input = request.into_chat()?.into_input(caller.key_id)?;
+    let input = input_from_body(&gateway, caller, body)?;
     let completion = gateway.complete(input).await?;
     let mut response = Json(completion.summary()).into_response();
     super::cache_headers(response.headers_mut(), completion.cache);

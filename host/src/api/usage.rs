@@ -2,9 +2,8 @@
 //! cost on each candidate). The MCP tools `get_usage_metrics` and `estimate_cost` answer the
 //! same from the same `Gateway` methods.
 
+use super::ApiError;
 use super::auth::Caller;
-use super::unified::UnifiedRequest;
-use super::{ApiError, parse_json, read_body};
 use crate::ledger::ReportRange;
 use crate::pipeline::Gateway;
 use axum::Json;
@@ -49,9 +48,7 @@ pub async fn estimate_cost(
     axum::Extension(caller): axum::Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&gateway, body)?;
-    let request: UnifiedRequest = parse_json(&body)?;
-    let input = request.into_chat()?.into_input(caller.key_id)?;
+    let input = super::unified::input_from_body(&gateway, caller, body)?;
     let estimates = gateway.estimate_cost(&input)?;
     Ok(Json(json!({"object": "list", "data": estimates})).into_response())
 }
