@@ -1,10 +1,11 @@
 //! `ai-gateway`: serve the gateway, or check configuration and plugin components.
 
-use ai_gateway::cache::ResponseCache;
+use ai_gateway::cache::{Embedder, ResponseCache};
 use ai_gateway::config::Config;
 use ai_gateway::pipeline::Gateway;
 use ai_gateway::plugins::bindings::adapter::AuthScheme;
 use ai_gateway::plugins::{PluginRuntime, Registry, component};
+use ai_gateway::routing::task_classifier::TaskClassifier;
 use ai_gateway::{api, reload};
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -154,7 +155,15 @@ fn serve(config_path: &Path, data_dir: &Path, model_dir: &Path) -> anyhow::Resul
             .await?
         };
         let cache = Arc::new(cache);
-        let gateway = Arc::new(Gateway::new(config, registry)?.with_cache(cache.clone()));
+        let classifier = Arc::new(TaskClassifier::new(
+            task_embedder(&cache, model_dir, &config).await?,
+        ));
+        let gateway = Arc::new(
+            Gateway::new(config, registry)?
+                .with_cache(cache.clone())
+                .with_classifier(classifier),
+        );
+        gateway.train_classifier().await;
         let snapshots = ResponseCache::spawn_snapshots(
             cache.clone(),
             Duration::from_millis(gateway.config().config.gateway.cache.snapshot_interval_ms),
@@ -200,6 +209,35 @@ fn serve(config_path: &Path, data_dir: &Path, model_dir: &Path) -> anyhow::Resul
         tokio::task::spawn_blocking(move || cache.save_if_changed()).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The embedder task classification uses: the cache's when it loaded one (one model in
+/// memory, one embedding per request), else its own when there are examples to use it with.
+async fn task_embedder(
+    cache: &ResponseCache,
+    model_dir: &Path,
+    config: &Config,
+) -> anyhow::Result<Option<Embedder>> {
+    if let Some(embedder) = cache.embedder() {
+        return Ok(Some(embedder.clone()));
+    }
+    if config.tasks.is_none() || config.gateway.cache.semantic {
+        // Without examples there is nothing to embed for; with the semantic tier on, the
+        // cache already tried to load the model and said why it could not.
+        return Ok(None);
+    }
+    let (model_dir, threads) = (
+        model_dir.to_path_buf(),
+        config.gateway.cache.embedding_threads,
+    );
+    let loaded = tokio::task::spawn_blocking(move || Embedder::load(&model_dir, threads)).await?;
+    Ok(match loaded {
+        Ok(embedder) => Some(embedder),
+        Err(e) => {
+            tracing::warn!("task classification by keywords, no embedding model: {e}");
+            None
+        }
     })
 }
 
@@ -301,5 +339,6 @@ fn default_limits_config() -> Config {
         gateway: Default::default(),
         providers: Default::default(),
         models: Vec::new(),
+        tasks: None,
     }
 }

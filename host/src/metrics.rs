@@ -67,6 +67,13 @@ pub struct CacheGuardLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    pub task: String,
+    /// `embedding` or `keywords`.
+    pub source: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -92,6 +99,8 @@ pub struct Metrics {
     /// Semantic candidates above the threshold that the false-hit guard rejected.
     pub cache_guard_rejections: Family<CacheGuardLabels, Counter>,
     pub cache_entries: Gauge,
+    /// Routed requests by task class and how it was decided.
+    pub task_classifications: Family<TaskLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -173,8 +182,15 @@ impl Default for Metrics {
             "Answers in the response cache",
             cache_entries.clone(),
         );
+        let task_classifications = Family::<TaskLabels, Counter>::default();
+        registry.register(
+            "task_classifications",
+            "Routed requests by task class and how the class was decided",
+            task_classifications.clone(),
+        );
         Metrics {
             registry,
+            task_classifications,
             cache_lookups,
             cache_saved_usd,
             cache_embeddings,

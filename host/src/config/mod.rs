@@ -5,15 +5,19 @@
 //! - `providers.toml`: one table per provider: which adapter component serves it, where its key
 //!   and base URL come from, and non-secret settings handed to the adapter.
 //! - `models.toml`: the model catalog: provider, context window, pricing, quality, capabilities.
+//! - `tasks.toml` (optional): labelled example prompts per task class for the embedding
+//!   classifier; without it requests are classified by keywords.
 //!
 //! Loading is strict (unknown fields are errors, so typos do not silently fall back to
 //! defaults) and every problem names the file, the field and what is wrong.
 
 mod cache;
 mod model;
+mod tasks;
 
 pub use cache::CacheSettings;
 pub use model::{Capabilities, ModelConfig, TaskClass};
+pub use tasks::{MIN_EXAMPLES_PER_CLASS, TaskExamples};
 
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -24,6 +28,7 @@ use std::path::{Path, PathBuf};
 pub const GATEWAY_FILE: &str = "gateway.toml";
 pub const PROVIDERS_FILE: &str = "providers.toml";
 pub const MODELS_FILE: &str = "models.toml";
+pub const TASKS_FILE: &str = "tasks.toml";
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -33,6 +38,8 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: Vec<ModelConfig>,
+    /// `None` when there is no `tasks.toml`.
+    pub tasks: Option<TaskExamples>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -245,11 +252,18 @@ impl Config {
         let providers: BTreeMap<String, ProviderConfig> =
             parse_file(&dir.join(PROVIDERS_FILE), true)?;
         let models: ModelsFile = parse_file(&dir.join(MODELS_FILE), true)?;
+        let tasks_file = dir.join(TASKS_FILE);
+        let tasks: Option<TaskExamples> = if tasks_file.exists() {
+            Some(parse_file(&tasks_file, true)?)
+        } else {
+            None
+        };
         let config = Config {
             dir,
             gateway,
             providers,
             models: models.models,
+            tasks,
         };
         let problems = config.problems();
         if problems.is_empty() {
@@ -277,6 +291,7 @@ impl Config {
         let gateway_file = self.dir.join(GATEWAY_FILE);
         let providers_file = self.dir.join(PROVIDERS_FILE);
         let models_file = self.dir.join(MODELS_FILE);
+        let tasks_file = self.dir.join(TASKS_FILE);
         let mut problem = |file: &Path, field: String, text: String| {
             problems.push(ConfigProblem {
                 file: file.to_path_buf(),
@@ -444,6 +459,11 @@ impl Config {
                 }
             }
         }
+        if let Some(tasks) = &self.tasks {
+            for (field, text) in tasks.problems() {
+                problem(&tasks_file, field, text);
+            }
+        }
         problems
     }
 }
@@ -591,6 +611,47 @@ fallbacks = ["nope"]
         assert!(fields.contains(&"models[0] (m).fallbacks"), "{fields:?}");
         assert!(err.to_string().contains("models.toml"));
         assert!(err.to_string().contains("'opnai' is not defined"));
+    }
+
+    #[test]
+    fn task_examples_are_optional_and_strict() {
+        let dir = valid_dir();
+        assert!(Config::load(dir.path()).unwrap().tasks.is_none());
+
+        write(
+            dir.path(),
+            TASKS_FILE,
+            "[examples]\ncode = [\"a\", \"b\", \"c\"]\npoetry = [\"x\"]\n",
+        );
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("tasks.toml") && err.contains("poetry"),
+            "{err}"
+        );
+
+        write(
+            dir.path(),
+            TASKS_FILE,
+            "[examples]\ncode = [\"a\", \" \"]\n",
+        );
+        let err = Config::load(dir.path()).unwrap_err();
+        let ConfigError::Invalid { problems } = &err else {
+            panic!("expected semantic problems, got {err}");
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert!(fields.contains(&"examples.code"), "{fields:?}");
+        assert!(fields.contains(&"examples.code[1]"), "{fields:?}");
+        assert!(fields.contains(&"examples.chat"), "{fields:?}");
+    }
+
+    #[test]
+    fn the_bundled_task_examples_load() {
+        let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let config = Config::load(&bundled).unwrap();
+        let tasks = config.tasks.expect("config/tasks.toml is bundled");
+        for class in TaskClass::ALL {
+            assert!(tasks.examples[&class].len() >= 15, "{}", class.as_str());
+        }
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl Gateway {
             Lookup::Miss(pending) => Some(pending),
             Lookup::Bypass => None,
         };
-        let (state, components, limits, route, summary) = self.route(&input)?;
+        let task = self.classify_task(&input, pending.as_ref()).await;
+        let (state, components, limits, route, summary) = self.route(&input, task)?;
         let won = self
             .failover(&route, &state.config, started, |model| {
                 let (state, components, request) = (&state, &components, &input.request);
