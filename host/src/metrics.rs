@@ -101,6 +101,8 @@ pub struct Metrics {
     pub cache_entries: Gauge,
     /// Routed requests by task class and how it was decided.
     pub task_classifications: Family<TaskLabels, Counter>,
+    /// Prompts embedded for task classification because the cache had not embedded them.
+    pub task_embeddings: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -188,9 +190,17 @@ impl Default for Metrics {
             "Routed requests by task class and how the class was decided",
             task_classifications.clone(),
         );
+        let task_embeddings = Counter::default();
+        registry.register(
+            "task_embeddings",
+            "Prompts embedded for task classification (the cache's embedding is reused when \
+             it computed one)",
+            task_embeddings.clone(),
+        );
         Metrics {
             registry,
             task_classifications,
+            task_embeddings,
             cache_lookups,
             cache_saved_usd,
             cache_embeddings,

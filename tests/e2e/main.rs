@@ -2,6 +2,7 @@
 //! from this repository, and wire-accurate mock upstreams on loopback.
 
 mod cache;
+mod classification;
 mod cli;
 mod config_reload;
 mod faults;

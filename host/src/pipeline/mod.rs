@@ -398,6 +398,9 @@ impl Gateway {
                 source: verdict.source.as_str().into(),
             })
             .inc();
+        if verdict.embedded_here {
+            self.metrics.task_embeddings.inc();
+        }
         verdict
     }
 

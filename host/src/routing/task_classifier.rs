@@ -47,6 +47,9 @@ pub struct TaskVerdict {
     pub task: TaskClass,
     pub confidence: f32,
     pub source: TaskSource,
+    /// Whether the prompt was embedded for this verdict (rather than reusing the cache's
+    /// embedding, or not embedding at all).
+    pub embedded_here: bool,
 }
 
 impl TaskVerdict {
@@ -56,6 +59,7 @@ impl TaskVerdict {
             task,
             confidence,
             source: TaskSource::Keywords,
+            embedded_here: false,
         }
     }
 }
@@ -157,21 +161,19 @@ impl TaskClassifier {
         if text.trim().is_empty() {
             return TaskVerdict::by_keywords(text);
         }
-        let computed;
-        let embedding = match embedding {
-            Some(embedding) => embedding,
-            None => match embedder.embed(text).await {
-                Ok(embedding) => {
-                    computed = embedding;
-                    &computed
-                }
-                Err(e) => {
-                    tracing::debug!("task classified by keywords, no embedding: {e}");
-                    return TaskVerdict::by_keywords(text);
-                }
+        if let Some(embedding) = embedding {
+            return classify_embedded(&trained.centroids, text, embedding, KEYWORD_WEIGHT);
+        }
+        match embedder.embed(text).await {
+            Ok(embedding) => TaskVerdict {
+                embedded_here: true,
+                ..classify_embedded(&trained.centroids, text, &embedding, KEYWORD_WEIGHT)
             },
-        };
-        classify_embedded(&trained.centroids, text, embedding, KEYWORD_WEIGHT)
+            Err(e) => {
+                tracing::debug!("task classified by keywords, no embedding: {e}");
+                TaskVerdict::by_keywords(text)
+            }
+        }
     }
 }
 
@@ -190,6 +192,7 @@ pub fn classify_embedded(
                 task: prediction.class,
                 confidence: prediction.confidence,
                 source: TaskSource::Embedding,
+                embedded_here: false,
             }
         }
         None => TaskVerdict::by_keywords(text),
