@@ -198,3 +198,52 @@ pub fn classify_embedded(
         None => TaskVerdict::by_keywords(text),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / norm).collect()
+    }
+
+    #[tokio::test]
+    async fn without_an_embedder_it_classifies_by_keywords_even_with_examples() {
+        let classifier = TaskClassifier::keywords_only();
+        let examples = TaskExamples {
+            examples: TaskClass::ALL
+                .iter()
+                .map(|c| (*c, vec!["a".into(), "b".into(), "c".into()]))
+                .collect(),
+        };
+        assert!(!classifier.train(Some(&examples)).await.unwrap());
+        assert!(classifier.centroids().is_none());
+        let verdict = classifier
+            .classify("Translate 'good night' into French", Some(&[1.0, 0.0]))
+            .await;
+        assert_eq!(verdict.task, TaskClass::Translation);
+        assert_eq!(verdict.source, TaskSource::Keywords);
+        assert!(!verdict.embedded_here);
+    }
+
+    #[test]
+    fn keyword_evidence_breaks_a_tie_between_centroids() {
+        let code = unit(&[1.0, 0.0]);
+        let math = unit(&[0.0, 1.0]);
+        let centroids = Centroids::from_labelled([
+            (TaskClass::Code, code.as_slice()),
+            (TaskClass::Math, math.as_slice()),
+        ])
+        .unwrap();
+        let between = unit(&[1.0, 1.0]);
+        let text = "solve this equation";
+        let verdict = classify_embedded(&centroids, text, &between, KEYWORD_WEIGHT);
+        assert_eq!(verdict.task, TaskClass::Math);
+        assert_eq!(verdict.source, TaskSource::Embedding);
+        // A prompt that does not fit the centroids falls back to keywords.
+        let verdict = classify_embedded(&centroids, text, &[1.0, 0.0, 0.0], KEYWORD_WEIGHT);
+        assert_eq!(verdict.source, TaskSource::Keywords);
+        assert_eq!(verdict.task, TaskClass::Math);
+    }
+}
