@@ -163,7 +163,10 @@ fn serve(config_path: &Path, data_dir: &Path, model_dir: &Path) -> anyhow::Resul
                 .with_cache(cache.clone())
                 .with_classifier(classifier),
         );
-        gateway.train_classifier().await;
+        // In the background: embedding the examples takes about a second, and until it is done
+        // requests are classified by keywords (their `x-gateway-task-source` says so).
+        let trainer = gateway.clone();
+        tokio::spawn(async move { trainer.train_classifier().await });
         let snapshots = ResponseCache::spawn_snapshots(
             cache.clone(),
             Duration::from_millis(gateway.config().config.gateway.cache.snapshot_interval_ms),

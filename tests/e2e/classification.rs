@@ -40,6 +40,20 @@ async fn start(config: &TestConfig, mock: &MockOpenAi, model_dir: &Path) -> Gate
     .await
 }
 
+/// Starts with the embedding model and waits for the centroids, which are computed in the
+/// background after start.
+async fn start_trained(config: &TestConfig, mock: &MockOpenAi) -> GatewayProcess {
+    let gateway = start(config, mock, &model_dir()).await;
+    assert!(
+        gateway
+            .wait_for_log("task classifier trained", Duration::from_secs(20))
+            .await,
+        "{}",
+        gateway.log()
+    );
+    gateway
+}
+
 /// The task, its confidence and how it was decided, as the response headers report them.
 async fn classified(gateway: &GatewayProcess, text: &str) -> (String, f32, String) {
     classified_request(
@@ -74,7 +88,7 @@ async fn with_the_model_installed_requests_are_classified_by_embedding_reusing_t
 {
     let mock = MockOpenAi::start(KEY).await;
     let config = config_with_tasks("");
-    let gateway = start(&config, &mock, &model_dir()).await;
+    let gateway = start_trained(&config, &mock).await;
 
     let (task, confidence, source) = classified(&gateway, ODE).await;
     assert_eq!((task.as_str(), source.as_str()), ("creative", "embedding"));
@@ -119,7 +133,7 @@ async fn with_the_model_installed_requests_are_classified_by_embedding_reusing_t
 async fn when_the_cache_does_not_embed_the_classifier_embeds_the_prompt_itself() {
     let mock = MockOpenAi::start(KEY).await;
     let config = config_with_tasks("enabled = false\nsemantic = false");
-    let gateway = start(&config, &mock, &model_dir()).await;
+    let gateway = start_trained(&config, &mock).await;
 
     let (task, _, source) = classified(&gateway, ODE).await;
     assert_eq!((task.as_str(), source.as_str()), ("creative", "embedding"));
@@ -133,6 +147,16 @@ async fn without_the_model_requests_are_classified_by_keywords() {
     let config = config_with_tasks("");
     let empty = tempfile::tempdir().unwrap();
     let gateway = start(&config, &mock, empty.path()).await;
+    assert!(
+        gateway
+            .wait_for_log(
+                "task classification by keywords: no embedding model",
+                Duration::from_secs(10)
+            )
+            .await,
+        "{}",
+        gateway.log()
+    );
 
     let (task, confidence, source) = classified(&gateway, ODE).await;
     assert_eq!((task.as_str(), source.as_str()), ("chat", "keywords"));
@@ -151,7 +175,7 @@ async fn without_the_model_requests_are_classified_by_keywords() {
 async fn editing_tasks_toml_retrains_the_classifier_while_serving() {
     let mock = MockOpenAi::start(KEY).await;
     let config = config_with_tasks("");
-    let gateway = start(&config, &mock, &model_dir()).await;
+    let gateway = start_trained(&config, &mock).await;
     assert_eq!(classified(&gateway, ODE).await.0, "creative");
 
     // The same examples with the creative and chat labels swapped: the ode is now nearest

@@ -363,19 +363,19 @@ impl Gateway {
         self
     }
 
-    /// Trains the task classifier on the current config's examples. Awaited at start, so the
-    /// first request is already classified by embedding.
+    /// Trains the task classifier on the current config's examples (at start; config reloads
+    /// retrain by themselves).
     pub async fn train_classifier(&self) {
         let tasks = self.config().config.tasks.clone();
         match self.classifier.train(tasks.as_ref()).await {
-            Ok(true) if self.classifier.centroids().is_some() => {
+            Ok(_) if self.classifier.centroids().is_some() => {
                 tracing::info!("task classifier trained on the examples in tasks.toml")
             }
-            Ok(true) => tracing::info!("task classification by keywords (no tasks.toml)"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(
-                "task classifier not retrained, the previous classification stays in force: {e}"
-            ),
+            Ok(_) if tasks.is_none() => {
+                tracing::info!("task classification by keywords: there is no tasks.toml")
+            }
+            Ok(_) => tracing::info!("task classification by keywords: no embedding model"),
+            Err(e) => tracing::warn!("task classification by keywords: {e}"),
         }
     }
 
