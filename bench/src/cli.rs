@@ -27,6 +27,9 @@ pub enum Command {
     /// Measure the response cache (accuracy, false hits, latency, large-index search) and
     /// write bench/CACHE.md plus JSON.
     Cache(crate::semantic_cache::CacheArgs),
+    /// Measure task classification accuracy (embedding vs keywords) on the labelled prompt set
+    /// and write bench/CLASSIFY.md plus JSON.
+    Classify(crate::classify::ClassifyArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]

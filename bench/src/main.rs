@@ -8,10 +8,13 @@
 //! ```
 //!
 //! `aigw-bench mock` runs the mock upstream alone; `aigw-bench cache` measures the response
-//! cache and writes `bench/CACHE.md`.
+//! cache and writes `bench/CACHE.md`; `aigw-bench classify` measures task classification and
+//! writes `bench/CLASSIFY.md`.
 
 #[cfg(not(target_family = "wasm"))]
 mod bench;
+#[cfg(not(target_family = "wasm"))]
+mod classify;
 #[cfg(not(target_family = "wasm"))]
 mod cli;
 #[cfg(not(target_family = "wasm"))]
@@ -53,6 +56,20 @@ fn main() -> std::process::ExitCode {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("cache: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Some(cli::Command::Classify(args)) => {
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(classify::run(args, &bench::repo_root())));
+            match result {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("classify: {e:#}");
                     std::process::ExitCode::FAILURE
                 }
             }

@@ -1,12 +1,13 @@
 //! `ai-gateway`: serve the gateway, or check configuration and plugin components.
 
-use ai_gateway::cache::ResponseCache;
+use ai_gateway::cache::{Embedder, ResponseCache};
 use ai_gateway::config::Config;
 use ai_gateway::mcp::GatewayMcp;
 use ai_gateway::pipeline::Gateway;
 use ai_gateway::plugin_kit::{self, scaffold::World};
 use ai_gateway::plugins::bindings::adapter::AuthScheme;
 use ai_gateway::plugins::{ComponentKind, PluginRuntime, Registry, ReloadOutcome, component};
+use ai_gateway::routing::task_classifier::TaskClassifier;
 use ai_gateway::{api, reload};
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -235,7 +236,18 @@ async fn start_gateway(
         .await?
     };
     let cache = Arc::new(cache);
-    let gateway = Arc::new(Gateway::new(config, registry, data_dir)?.with_cache(cache.clone()));
+    let classifier = Arc::new(TaskClassifier::new(
+        task_embedder(&cache, model_dir, &config).await?,
+    ));
+    let gateway = Arc::new(
+        Gateway::new(config, registry, data_dir)?
+            .with_cache(cache.clone())
+            .with_classifier(classifier),
+    );
+    // In the background: embedding the examples takes about a second, and until it is done
+    // requests are classified by keywords (their `x-gateway-task-source` says so).
+    let trainer = gateway.clone();
+    tokio::spawn(async move { trainer.train_classifier().await });
     let snapshots = ResponseCache::spawn_snapshots(
         cache.clone(),
         Duration::from_millis(gateway.config().config.gateway.cache.snapshot_interval_ms),
@@ -376,6 +388,35 @@ fn serve_mcp_stdio(
         started.finish().await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The embedder task classification uses: the cache's when it loaded one (one model in
+/// memory, one embedding per request), else its own when there are examples to use it with.
+async fn task_embedder(
+    cache: &ResponseCache,
+    model_dir: &Path,
+    config: &Config,
+) -> anyhow::Result<Option<Embedder>> {
+    if let Some(embedder) = cache.embedder() {
+        return Ok(Some(embedder.clone()));
+    }
+    if config.tasks.is_none() || config.gateway.cache.semantic {
+        // Without examples there is nothing to embed for; with the semantic tier on, the
+        // cache already tried to load the model and said why it could not.
+        return Ok(None);
+    }
+    let (model_dir, threads) = (
+        model_dir.to_path_buf(),
+        config.gateway.cache.embedding_threads,
+    );
+    let loaded = tokio::task::spawn_blocking(move || Embedder::load(&model_dir, threads)).await?;
+    Ok(match loaded {
+        Ok(embedder) => Some(embedder),
+        Err(e) => {
+            tracing::warn!("task classification by keywords, no embedding model: {e}");
+            None
+        }
     })
 }
 
@@ -552,5 +593,6 @@ fn default_limits_config() -> Config {
         gateway: Default::default(),
         providers: Default::default(),
         models: Vec::new(),
+        tasks: None,
     }
 }

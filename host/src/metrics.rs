@@ -72,6 +72,13 @@ pub struct CacheGuardLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    pub task: String,
+    /// `embedding` or `keywords`.
+    pub source: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 type UsdCounter = Counter<f64, AtomicU64>;
 
@@ -107,6 +114,10 @@ pub struct Metrics {
     /// Semantic candidates above the threshold that the false-hit guard rejected.
     pub cache_guard_rejections: Family<CacheGuardLabels, Counter>,
     pub cache_entries: Gauge,
+    /// Routed requests by task class and how it was decided.
+    pub task_classifications: Family<TaskLabels, Counter>,
+    /// Prompts embedded for task classification because the cache had not embedded them.
+    pub task_embeddings: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -260,8 +271,23 @@ impl Default for Metrics {
             "Answers in the response cache",
             cache_entries.clone(),
         );
+        let task_classifications = Family::<TaskLabels, Counter>::default();
+        registry.register(
+            "task_classifications",
+            "Routed requests by task class and how the class was decided",
+            task_classifications.clone(),
+        );
+        let task_embeddings = Counter::default();
+        registry.register(
+            "task_embeddings",
+            "Prompts embedded for task classification (the cache's embedding is reused when \
+             it computed one)",
+            task_embeddings.clone(),
+        );
         Metrics {
             registry,
+            task_classifications,
+            task_embeddings,
             cache_lookups,
             cache_embeddings,
             cache_guard_rejections,

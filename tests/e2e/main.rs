@@ -3,6 +3,7 @@
 
 mod budgets;
 mod cache;
+mod classification;
 mod cli;
 mod config_reload;
 mod faults;

@@ -234,6 +234,7 @@ fn route_headers(
         "x-gateway-task-confidence",
         &format!("{:.2}", route.task_confidence),
     );
+    set_header(headers, "x-gateway-task-source", route.task_source.as_str());
     set_header(
         headers,
         "x-gateway-candidates",

@@ -49,6 +49,6 @@ pub async fn estimate_cost(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let input = super::unified::input_from_body(&gateway, caller, body)?;
-    let estimates = gateway.estimate_cost(&input)?;
+    let estimates = gateway.estimate_cost(&input).await?;
     Ok(Json(json!({"object": "list", "data": estimates})).into_response())
 }

@@ -79,6 +79,14 @@ pub struct Pending {
     embedding: Option<Vec<f32>>,
 }
 
+impl Pending {
+    /// The embedding of the request's last user turn, when the lookup computed one (task
+    /// classification reuses it rather than embedding the prompt again).
+    pub fn embedding(&self) -> Option<&[f32]> {
+        self.embedding.as_deref()
+    }
+}
+
 /// What one lookup did, for metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LookupTrace {

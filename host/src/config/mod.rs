@@ -5,6 +5,8 @@
 //! - `providers.toml`: one table per provider: which adapter component serves it, where its key
 //!   and base URL come from, and non-secret settings handed to the adapter.
 //! - `models.toml`: the model catalog: provider, context window, pricing, quality, capabilities.
+//! - `tasks.toml` (optional): labelled example prompts per task class for the embedding
+//!   classifier; without it requests are classified by keywords.
 //!
 //! Loading is strict (unknown fields are errors, so typos do not silently fall back to
 //! defaults) and every problem names the file, the field and what is wrong.
@@ -13,11 +15,13 @@ mod accounting;
 mod cache;
 mod env;
 mod model;
+mod tasks;
 
 pub use accounting::{Budget, BudgetSettings, KeyBudget, LedgerSettings, Rate, RateLimitSettings};
 pub use cache::CacheSettings;
 pub use env::{Override, Target as OverrideTarget};
 pub use model::{Capabilities, ModelConfig, TaskClass};
+pub use tasks::{MIN_EXAMPLES_PER_CLASS, TaskExamples};
 
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -28,6 +32,7 @@ use std::path::{Path, PathBuf};
 pub const GATEWAY_FILE: &str = "gateway.toml";
 pub const PROVIDERS_FILE: &str = "providers.toml";
 pub const MODELS_FILE: &str = "models.toml";
+pub const TASKS_FILE: &str = "tasks.toml";
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -37,6 +42,8 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: Vec<ModelConfig>,
+    /// `None` when there is no `tasks.toml`.
+    pub tasks: Option<TaskExamples>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -296,11 +303,18 @@ impl Config {
             Some(env::Target::Providers),
         )?;
         let models: ModelsFile = parse_file(&dir.join(MODELS_FILE), true, &[], None)?;
+        let tasks_file = dir.join(TASKS_FILE);
+        let tasks: Option<TaskExamples> = if tasks_file.exists() {
+            Some(parse_file(&tasks_file, true, &[], None)?)
+        } else {
+            None
+        };
         let config = Config {
             dir,
             gateway,
             providers,
             models: models.models,
+            tasks,
         };
         let problems = config.problems();
         if problems.is_empty() {
@@ -328,6 +342,7 @@ impl Config {
         let gateway_file = self.dir.join(GATEWAY_FILE);
         let providers_file = self.dir.join(PROVIDERS_FILE);
         let models_file = self.dir.join(MODELS_FILE);
+        let tasks_file = self.dir.join(TASKS_FILE);
         let mut problem = |file: &Path, field: String, text: String| {
             problems.push(ConfigProblem {
                 file: file.to_path_buf(),
@@ -515,6 +530,11 @@ impl Config {
                         format!("'{fallback}' is not a model in the catalog"),
                     );
                 }
+            }
+        }
+        if let Some(tasks) = &self.tasks {
+            for (field, text) in tasks.problems() {
+                problem(&tasks_file, field, text);
             }
         }
         problems
@@ -736,6 +756,47 @@ daily = 1.0
         );
         let err = Config::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("daily"), "{err}");
+    }
+
+    #[test]
+    fn task_examples_are_optional_and_strict() {
+        let dir = valid_dir();
+        assert!(Config::load(dir.path()).unwrap().tasks.is_none());
+
+        write(
+            dir.path(),
+            TASKS_FILE,
+            "[examples]\ncode = [\"a\", \"b\", \"c\"]\npoetry = [\"x\"]\n",
+        );
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("tasks.toml") && err.contains("poetry"),
+            "{err}"
+        );
+
+        write(
+            dir.path(),
+            TASKS_FILE,
+            "[examples]\ncode = [\"a\", \" \"]\n",
+        );
+        let err = Config::load(dir.path()).unwrap_err();
+        let ConfigError::Invalid { problems } = &err else {
+            panic!("expected semantic problems, got {err}");
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert!(fields.contains(&"examples.code"), "{fields:?}");
+        assert!(fields.contains(&"examples.code[1]"), "{fields:?}");
+        assert!(fields.contains(&"examples.chat"), "{fields:?}");
+    }
+
+    #[test]
+    fn the_bundled_task_examples_load() {
+        let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let config = Config::load(&bundled).unwrap();
+        let tasks = config.tasks.expect("config/tasks.toml is bundled");
+        for class in TaskClass::ALL {
+            assert!(tasks.examples[&class].len() >= 15, "{}", class.as_str());
+        }
     }
 
     #[test]

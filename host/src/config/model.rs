@@ -3,7 +3,9 @@
 use serde::Deserialize;
 
 /// The kinds of work the router distinguishes. Mirrors `task-class` in the WIT contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskClass {
     Code,
@@ -17,6 +19,17 @@ pub enum TaskClass {
 }
 
 impl TaskClass {
+    pub const ALL: [TaskClass; 8] = [
+        TaskClass::Code,
+        TaskClass::Math,
+        TaskClass::Reasoning,
+        TaskClass::Creative,
+        TaskClass::Summarization,
+        TaskClass::Translation,
+        TaskClass::Extraction,
+        TaskClass::Chat,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskClass::Code => "code",

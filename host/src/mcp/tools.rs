@@ -279,6 +279,7 @@ impl GatewayMcp {
         let candidates = self
             .gateway
             .estimate_cost(&input)
+            .await
             .map_err(|e| e.to_string())?;
         Ok(Json(CostEstimates { candidates }))
     }

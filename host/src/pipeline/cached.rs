@@ -6,6 +6,7 @@ use crate::cache::{CacheHit, Lookup, Pending, StoredResponse, StreamRecorder, Ti
 use crate::ledger::LedgerRecord;
 use crate::metrics::{CacheGuardLabels, CacheLabels};
 use crate::plugins::bindings::types::Usage;
+use crate::routing::task_classifier::TaskVerdict;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
@@ -117,7 +118,9 @@ impl Gateway {
     }
 
     fn cached_route(&self, input: &CompletionInput, hit: &CacheHit) -> RouteSummary {
-        let features = super::features_of(input);
+        // A hit is not routed, and an exact hit has no embedding: keywords are enough to
+        // report, and keep hits free of model runs.
+        let task = TaskVerdict::by_keywords(&super::last_user_text(&input.request));
         RouteSummary {
             policy: "cache".into(),
             reason: format!(
@@ -126,8 +129,9 @@ impl Gateway {
                 hit.similarity
             ),
             scores: Vec::new(),
-            task: features.task,
-            task_confidence: features.task_confidence,
+            task: task.task,
+            task_confidence: task.confidence,
+            task_source: task.source,
         }
     }
 

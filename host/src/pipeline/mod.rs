@@ -17,11 +17,12 @@ pub use stream::{CompletionStream, StreamChunk};
 pub use usage::CostEstimate;
 
 use crate::budget::Budgets;
-use crate::cache::{CacheControls, Lookup, ResponseCache, StoredResponse};
+use crate::cache::{CacheControls, Lookup, Pending, ResponseCache, StoredResponse};
 use crate::config::{Config, ModelConfig, TaskClass};
 use crate::ledger::{Ledger, Outcome};
 use crate::metrics::{
     FaultLabels, KindLabels, Metrics, ModelLabels, PolicyLabels, ProviderLabels, RequestLabels,
+    TaskLabels,
 };
 use crate::plugins::bindings::adapter::ProviderContext;
 use crate::plugins::bindings::types::{
@@ -34,7 +35,8 @@ use crate::plugins::{
 use crate::providers::{Credentials, TransportError, UpstreamClient, read_response};
 use crate::ratelimit::RateLimits;
 use crate::routing::stats::ModelStats;
-use crate::routing::{RequestFeatures, Requirements, Route, RouteError, Router, classify};
+use crate::routing::task_classifier::{TaskClassifier, TaskSource, TaskVerdict};
+use crate::routing::{RequestFeatures, Requirements, Route, RouteError, Router};
 use arc_swap::ArcSwap;
 use std::path::Path;
 use std::sync::Arc;
@@ -74,6 +76,7 @@ pub struct RouteSummary {
     pub scores: Vec<(String, f64)>,
     pub task: TaskClass,
     pub task_confidence: f32,
+    pub task_source: TaskSource,
 }
 
 /// A successful completion.
@@ -133,6 +136,8 @@ pub struct RoutingSummary {
     pub reason: String,
     pub task: &'static str,
     pub task_confidence: f32,
+    /// `embedding` (nearest example centroid) or `keywords` (the fallback).
+    pub task_source: &'static str,
     pub candidates: Vec<CandidateScore>,
 }
 
@@ -181,6 +186,7 @@ impl Completion {
                 reason: self.route.reason.clone(),
                 task: self.route.task.as_str(),
                 task_confidence: self.route.task_confidence,
+                task_source: self.route.task_source.as_str(),
                 candidates: self
                     .route
                     .scores
@@ -330,6 +336,7 @@ pub struct Gateway {
     upstream: UpstreamClient,
     stats: ModelStats,
     cache: Arc<ResponseCache>,
+    classifier: Arc<TaskClassifier>,
     pub metrics: Metrics,
     loaded: AtomicBool,
     draining: AtomicBool,
@@ -374,6 +381,7 @@ impl Gateway {
             upstream,
             stats: ModelStats::default(),
             cache: Arc::new(ResponseCache::in_memory(None)),
+            classifier: Arc::new(TaskClassifier::keywords_only()),
             metrics,
             loaded: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -408,6 +416,53 @@ impl Gateway {
 
     pub fn cache(&self) -> &Arc<ResponseCache> {
         &self.cache
+    }
+
+    /// Classifies tasks with `classifier` (by default, keywords only).
+    pub fn with_classifier(mut self, classifier: Arc<TaskClassifier>) -> Self {
+        self.classifier = classifier;
+        self
+    }
+
+    /// Trains the task classifier on the current config's examples (at start; config reloads
+    /// retrain by themselves).
+    pub async fn train_classifier(&self) {
+        let tasks = self.config().config.tasks.clone();
+        match self.classifier.train(tasks.as_ref()).await {
+            Ok(_) if self.classifier.centroids().is_some() => {
+                tracing::info!("task classifier trained on the examples in tasks.toml")
+            }
+            Ok(_) if tasks.is_none() => {
+                tracing::info!("task classification by keywords: there is no tasks.toml")
+            }
+            Ok(_) => tracing::info!("task classification by keywords: no embedding model"),
+            Err(e) => tracing::warn!("task classification by keywords: {e}"),
+        }
+    }
+
+    /// Classifies the request's last user turn, reusing the cache's embedding of it if the
+    /// lookup computed one.
+    async fn classify_task(
+        &self,
+        input: &CompletionInput,
+        pending: Option<&Pending>,
+    ) -> TaskVerdict {
+        let text = last_user_text(&input.request);
+        let verdict = self
+            .classifier
+            .classify(&text, pending.and_then(Pending::embedding))
+            .await;
+        self.metrics
+            .task_classifications
+            .get_or_create(&TaskLabels {
+                task: verdict.task.as_str().into(),
+                source: verdict.source.as_str().into(),
+            })
+            .inc();
+        if verdict.embedded_here {
+            self.metrics.task_embeddings.inc();
+        }
+        verdict
     }
 
     pub fn config(&self) -> Arc<ConfigState> {
@@ -541,10 +596,14 @@ impl Gateway {
                     models = config.models.len(),
                     "configuration reloaded"
                 );
+                let tasks_changed = current.config.tasks != config.tasks;
                 self.state.store(Arc::new(ConfigState {
                     config,
                     credentials,
                 }));
+                if tasks_changed {
+                    self.retrain_classifier();
+                }
                 self.metrics.record_reload("config", "loaded");
                 Ok(())
             }
@@ -554,6 +613,26 @@ impl Gateway {
                 Err(e)
             }
         }
+    }
+
+    /// Retrains the task classifier in the background: embedding the examples takes a moment,
+    /// and requests keep the previous centroids meanwhile.
+    fn retrain_classifier(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("tasks.toml changed but no runtime is there to retrain the classifier");
+            return;
+        };
+        let classifier = self.classifier.clone();
+        let tasks = self.config().config.tasks.clone();
+        runtime.spawn(async move {
+            match classifier.train(tasks.as_ref()).await {
+                Ok(true) => tracing::info!("task classifier retrained on the new tasks.toml"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    "task classifier not retrained, the previous classification stays in force: {e}"
+                ),
+            }
+        });
     }
 
     /// Every configured provider: whether it can be used, and its live health.
@@ -654,12 +733,12 @@ impl Gateway {
     }
 
     /// Routes a request against one consistent snapshot of config and components.
-    fn route(&self, input: &CompletionInput) -> Result<Routed, GatewayError> {
+    fn route(&self, input: &CompletionInput, task: TaskVerdict) -> Result<Routed, GatewayError> {
         let state = self.config();
         let components = self.registry.snapshot();
         let config = &state.config;
         let limits = Self::call_limits(config);
-        let features = features_of(input);
+        let features = features_of(input, task);
         let route = Router {
             config,
             credentials: &state.credentials,
@@ -692,6 +771,7 @@ impl Gateway {
             scores: route.scores.clone(),
             task: features.task,
             task_confidence: features.task_confidence,
+            task_source: task.source,
         };
         Ok((state, components, limits, route, summary, prompt_tokens))
     }
@@ -704,7 +784,9 @@ impl Gateway {
             Lookup::Miss(pending) => Some(pending),
             Lookup::Bypass => None,
         };
-        let (state, components, limits, route, summary, prompt_tokens) = self.route(&input)?;
+        let task = self.classify_task(&input, pending.as_ref()).await;
+        let (state, components, limits, route, summary, prompt_tokens) =
+            self.route(&input, task)?;
         let (meta, reservation) = self.admit(&state, &input, &route, &summary, prompt_tokens)?;
         let won = self
             .failover(&route, &state.config, started, &meta, |model| {
@@ -1025,10 +1107,9 @@ fn transport_error(error: TransportError) -> ProviderError {
     }
 }
 
-/// What routing needs to know about a request.
-fn features_of(input: &CompletionInput) -> RequestFeatures {
-    let request = &input.request;
-    let last_user_text: String = request
+/// The text of the last user turn, where the request's intent is stated.
+fn last_user_text(request: &CompletionRequest) -> String {
+    request
         .messages
         .iter()
         .rev()
@@ -1043,11 +1124,15 @@ fn features_of(input: &CompletionInput) -> RequestFeatures {
                 .collect::<Vec<_>>()
                 .join("\n")
         })
-        .unwrap_or_default();
-    let (task, task_confidence) = classify::classify(&last_user_text);
+        .unwrap_or_default()
+}
+
+/// What routing needs to know about a request.
+fn features_of(input: &CompletionInput, task: TaskVerdict) -> RequestFeatures {
+    let request = &input.request;
     RequestFeatures {
-        task,
-        task_confidence,
+        task: task.task,
+        task_confidence: task.confidence,
         estimated_input_tokens: crate::tokens::count_prompt_tokens(request),
         max_output_tokens: request.sampling.max_output_tokens,
         needs_tools: !request.tools.is_empty(),

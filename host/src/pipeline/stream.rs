@@ -77,7 +77,9 @@ impl Gateway {
             Lookup::Miss(pending) => Some(pending),
             Lookup::Bypass => None,
         };
-        let (state, components, limits, route, summary, prompt_tokens) = self.route(&input)?;
+        let task = self.classify_task(&input, pending.as_ref()).await;
+        let (state, components, limits, route, summary, prompt_tokens) =
+            self.route(&input, task)?;
         let (meta, reservation) = self.admit(&state, &input, &route, &summary, prompt_tokens)?;
         let won = self
             .failover(&route, &state.config, started, &meta, |model| {

@@ -21,11 +21,13 @@ pub struct CostEstimate {
 
 impl Gateway {
     /// The cost of `input` on every candidate the router would consider, in its ranked order.
-    pub fn estimate_cost(
+    /// The request is classified as it would be when sent, so the candidates match.
+    pub async fn estimate_cost(
         &self,
         input: &CompletionInput,
     ) -> Result<Vec<CostEstimate>, GatewayError> {
-        let (_, _, _, route, _, prompt_tokens) = self.route(input)?;
+        let task = self.classify_task(input, None).await;
+        let (_, _, _, route, _, prompt_tokens) = self.route(input, task)?;
         let requested = input.request.sampling.max_output_tokens;
         Ok(route
             .chain

@@ -142,35 +142,53 @@ const CUES: &[(TaskClass, &[&str])] = &[
     ),
 ];
 
-/// The class and a confidence in 0..1: the share of cue hits that went to the winner, scaled
-/// down when there is little evidence. No cue at all means `chat` with low confidence.
-pub fn classify(text: &str) -> (TaskClass, f32) {
+/// Cue hits per class that has any, in the order of `CUES`.
+pub fn cue_hits(text: &str) -> Vec<(TaskClass, usize)> {
     let lower = text.to_lowercase();
     let words: Vec<&str> = lower
         .split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-')
         .filter(|w| !w.is_empty())
         .collect();
-    let mut best = (TaskClass::Chat, 0usize);
-    let mut total = 0usize;
-    for (class, cues) in CUES {
-        let hits = cues
-            .iter()
-            .filter(|cue| {
-                if cue.contains(' ') || !cue.chars().all(char::is_alphanumeric) {
-                    lower.contains(*cue)
-                } else {
-                    words.contains(cue)
-                }
-            })
-            .count();
-        total += hits;
-        if hits > best.1 {
-            best = (*class, hits);
-        }
-    }
-    if best.1 == 0 {
+    CUES.iter()
+        .map(|(class, cues)| {
+            let hits = cues
+                .iter()
+                .filter(|cue| {
+                    if cue.contains(' ') || !cue.chars().all(char::is_alphanumeric) {
+                        lower.contains(*cue)
+                    } else {
+                        words.contains(cue)
+                    }
+                })
+                .count();
+            (*class, hits)
+        })
+        .filter(|(_, hits)| *hits > 0)
+        .collect()
+}
+
+/// Each class's share of all cue hits (summing to 1), or nothing when no cue matched.
+pub fn cue_shares(text: &str) -> Vec<(TaskClass, f32)> {
+    let hits = cue_hits(text);
+    let total: usize = hits.iter().map(|(_, n)| n).sum();
+    hits.into_iter()
+        .map(|(class, n)| (class, n as f32 / total as f32))
+        .collect()
+}
+
+/// The class and a confidence in 0..1: the share of cue hits that went to the winner, scaled
+/// down when there is little evidence. No cue at all means `chat` with low confidence.
+pub fn classify(text: &str) -> (TaskClass, f32) {
+    let hits = cue_hits(text);
+    let total: usize = hits.iter().map(|(_, n)| n).sum();
+    // The first class with the most hits wins ties, as listed in `CUES`.
+    let Some(best) = hits
+        .iter()
+        .copied()
+        .reduce(|best, next| if next.1 > best.1 { next } else { best })
+    else {
         return (TaskClass::Chat, 0.3);
-    }
+    };
     let share = best.1 as f32 / total as f32;
     let evidence = (best.1 as f32 / 3.0).min(1.0);
     (best.0, (share * (0.5 + 0.5 * evidence)).clamp(0.0, 1.0))

@@ -5,9 +5,11 @@
 //! candidates but never add one, so a buggy policy cannot route a request to a model that cannot
 //! serve it. A garbage answer falls back to the default policy, then to cheapest-first.
 
+pub mod centroid;
 pub mod circuit;
 pub mod classify;
 pub mod stats;
+pub mod task_classifier;
 
 use crate::config::{Config, ModelConfig, TaskClass};
 use crate::plugins::bindings::adapter::AuthScheme;
