@@ -193,7 +193,9 @@ impl GatewayConfig {
         let gateway = format!(
             "# Written by aigw-bench.\n[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\n\
              provider_dir = \"providers\"\npolicy_dir = \"policies\"\n\n[routing]\n\
-             default_policy = \"{default_policy}\"\n"
+             default_policy = \"{default_policy}\"\n\n\
+             # The targets are judged with the response cache off: every request reaches the\n\
+             # policy, the adapter and the mock.\n[cache]\nenabled = false\n"
         );
         let providers = format!(
             "[mock]\nadapter = \"openai\"\napi_key_env = \"{KEY_ENV}\"\nbase_url = \"{mock_base_url}\"\n"

@@ -5,6 +5,7 @@ pub mod bindings;
 pub mod component;
 pub mod registry;
 pub mod runtime;
+mod wasi_io;
 
 pub use component::{ComponentKind, LoadedComponent};
 pub use registry::{ComponentReport, ComponentSet, Registry, ReloadOutcome};

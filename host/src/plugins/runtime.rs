@@ -136,10 +136,20 @@ impl PluginRuntime {
         config.epoch_interruption(true);
         // No plugin uses component-model concurrency; turning it off makes each call cheaper.
         config.concurrency_support(false);
-        let engine = Engine::new(&config)?;
+        let engine = match Engine::new(config.clone().allocation_strategy(pooled_instances())) {
+            Ok(engine) => engine,
+            Err(e) => {
+                // The pool reserves its address space up front; where that is refused (a
+                // `ulimit -v`, say), instances are allocated per call instead: slower, same
+                // isolation.
+                tracing::warn!("plugin instance pool unavailable, allocating per call: {e:#}");
+                Engine::new(&config)?
+            }
+        };
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        super::wasi_io::shadow_blocking_io(&mut linker)?;
         Provider::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
 
         let mut hasher = DefaultHasher::new();
@@ -229,17 +239,31 @@ impl PluginRuntime {
         let ticks = limits.timeout.as_micros() / EPOCH_TICK.as_micros() + 1;
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
 
-        let run = || f(&mut store).map_err(|e| classify_fault(plugin, limits, store.data(), &e));
-        // wasmtime-wasi's synchronous stream bindings (a guest writing its panic message to
-        // stderr, say) call `block_on` internally, which must not happen on an async worker
-        // thread. `block_in_place` hands this worker's other tasks to another thread first.
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(run)
-            }
-            _ => run(),
-        }
+        // Inline on the calling (possibly async worker) thread: a call is short and bounded by
+        // its deadline, and the few WASI functions that block step off the runtime themselves
+        // (see `wasi_io`).
+        f(&mut store).map_err(|e| classify_fault(plugin, limits, store.data(), &e))
     }
+}
+
+/// Every plugin call instantiates a fresh component; the pool keeps the instance slots, linear
+/// memories and tables mapped between calls, so a call costs no `mmap`/`munmap` (and no TLB
+/// shootdown across cores), and a memory slot reused for the same component keeps its
+/// copy-on-write image and is only reset, not rebuilt.
+fn pooled_instances() -> wasmtime::PoolingAllocationConfig {
+    // A thread runs one plugin call at a time; this is far more instances than threads that
+    // call plugins at once, and small enough to reserve (each memory slot reserves 4 GiB of
+    // address space, not memory).
+    const INSTANCES: u32 = 256;
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(INSTANCES)
+        // A component is its own core module plus the WASI adapter and shim modules.
+        .total_core_instances(INSTANCES * 8)
+        .total_memories(INSTANCES * 2)
+        .total_tables(INSTANCES * 4)
+        // Components written in other languages (JavaScript) bring larger function tables.
+        .table_elements(100_000);
+    pool
 }
 
 fn classify_fault(
