@@ -453,12 +453,19 @@ fn large_corpus(a: &[&str], b: &[&str], c: &[&str], d: &[&str], size: usize) -> 
     for window in &windows {
         push(window.clone(), &mut corpus);
     }
-    // Deterministic pairing, spread across the list.
+    // Deterministic pairing, spread across the list; each round pairs every window with a
+    // different partner (the partner index depends on the round, not only on `i % n`).
     let n = windows.len().max(1);
     let mut i = 0usize;
     while corpus.len() < size && i < n * 8 {
-        let j = (i * 7919 + 13) % n;
-        push(format!("{} {}", windows[i % n], windows[j]), &mut corpus);
+        let (first, round) = (i % n, i / n);
+        let second = (first * 7919 + 13 + round * 104_729) % n;
+        if first != second {
+            push(
+                format!("{} {}", windows[first], windows[second]),
+                &mut corpus,
+            );
+        }
         i += 1;
     }
     corpus

@@ -93,7 +93,14 @@ fn run(mut encoder: Encoder, queue: mpsc::Receiver<Job>, computed: &AtomicU64) {
             .iter()
             .flat_map(|j| j.texts.iter().map(String::as_str))
             .collect();
-        let result = encoder.encode(&all);
+        // One job may bring many texts (training, benchmarks): the model still runs at most
+        // MAX_BATCH at a time, since its activations grow with batch size times length squared.
+        let result =
+            all.chunks(MAX_BATCH)
+                .try_fold(Vec::with_capacity(all.len()), |mut vectors, chunk| {
+                    vectors.extend(encoder.encode(chunk)?);
+                    Ok::<_, EncoderError>(vectors)
+                });
         computed.fetch_add(
             u64::try_from(all.len()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
