@@ -103,6 +103,10 @@ struct Report {
     large_index_texts: String,
     large_index: Vec<LargeIndex>,
     exact_search_100k: Percentiles,
+    /// /proc/loadavg when the latency measurements started and when the run ended: other
+    /// work on the machine shows up in every latency here.
+    loadavg_latency_start: String,
+    loadavg_end: String,
 }
 
 const THRESHOLDS: &[f32] = &[0.75, 0.80, 0.85, 0.90, 0.95];
@@ -300,6 +304,7 @@ pub async fn run(args: CacheArgs, repo: &Path) -> anyhow::Result<()> {
     settings.guard = true;
 
     eprintln!("[cache] lookup latency");
+    let loadavg_latency_start = crate::procs::loadavg();
     let mut miss_samples = Vec::new();
     for text in &similars {
         let started = Instant::now();
@@ -337,9 +342,23 @@ pub async fn run(args: CacheArgs, repo: &Path) -> anyhow::Result<()> {
     eprintln!("[cache] large index: {} entries", args.index_size);
     let corpus = large_corpus(&origins, &similars, &stored, &lookups, args.index_size);
     let (vectors, rate) = corpus_embeddings(&embedder, &corpus, &args.data_dir).await?;
+    let query_texts: Vec<&str> = similars.iter().take(1000).copied().collect();
     let queries: Vec<Vec<f32>> = embedder
-        .embed_many(similars.iter().take(1000).map(|s| s.to_string()).collect())
+        .embed_many(query_texts.iter().map(|s| s.to_string()).collect())
         .await?;
+    // The queries are in the corpus too; each search leaves its own entry out, so recall is
+    // measured on finding the neighbours of a prompt the index has not seen.
+    let own_ids: Vec<Option<u64>> = {
+        let positions: std::collections::HashMap<&str, u64> = corpus
+            .iter()
+            .enumerate()
+            .map(|(id, text)| (text.as_str(), id as u64))
+            .collect();
+        query_texts
+            .iter()
+            .map(|t| positions.get(t).copied())
+            .collect()
+    };
     let mut large = Vec::new();
     let mut exact_search = None;
     for (connectivity, expansion_add, expansion_search) in
@@ -357,14 +376,17 @@ pub async fn run(args: CacheArgs, repo: &Path) -> anyhow::Result<()> {
         }
         let build_seconds = started.elapsed().as_secs_f64();
         let (mut samples, mut exact_samples, mut at1, mut at10) = (Vec::new(), Vec::new(), 0, 0);
-        for query in &queries {
+        for (query, own) in queries.iter().zip(&own_ids) {
             let began = Instant::now();
-            // As the cache searches: filtered (by scope), here letting everything through.
-            let found = index.search(query, 10, |_| true)?;
+            // As the cache searches: filtered (by scope), here leaving out only the query's
+            // own entry.
+            let found = index.search(query, 10, |id| Some(id) != *own)?;
             samples.push(micros(began));
             let began = Instant::now();
-            let truth = index.exact_search(query, 10)?;
+            let mut truth = index.exact_search(query, 11)?;
             exact_samples.push(micros(began));
+            truth.retain(|n| Some(n.id) != *own);
+            truth.truncate(10);
             if found.first().map(|n| n.id) == truth.first().map(|n| n.id) {
                 at1 += 1;
             }
@@ -408,6 +430,8 @@ pub async fn run(args: CacheArgs, repo: &Path) -> anyhow::Result<()> {
         ),
         large_index: large,
         exact_search_100k: exact_search.context("no index runs")?,
+        loadavg_latency_start,
+        loadavg_end: crate::procs::loadavg(),
     };
     let json_path = out.with_extension("json");
     std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)?;
@@ -540,6 +564,11 @@ fn render(r: &Report) -> String {
         CORRECT_TARGET,
         HARD_NEGATIVE_BUDGET * 100.0
     ));
+    md.push_str(&format!(
+        "Load average (1, 5, 15 min) when the latency measurements started: {}; at the end: {}. \
+         The machine has 2 cores, and latencies move with whatever else runs on it.\n\n",
+        r.loadavg_latency_start, r.loadavg_end
+    ));
     md.push_str("## Paraphrase set and hard negatives\n\n");
     md.push_str("Paraphrase set: `../shared/fixtures/paraphrase-pairs.json` (999 pairs; every `origin` stored, every `similar` looked up). \
         \"Wrong (same text)\" counts wrong hits on an entry whose prompt is textually the same as the right origin: the set repeats some origins, and a repeated prompt replaces the earlier entry. \
@@ -609,7 +638,8 @@ fn render(r: &Report) -> String {
     md.push_str("\n## Search with a large index\n\n");
     md.push_str(&format!(
         "Index contents: {}. Every entry is a real embedding from the same model, computed once and kept in `data/bench/` for later runs. \
-         Queries: 1000 paraphrase prompts. Recall is against exact (brute-force) search over the same index.\n\n",
+         Queries: 1000 paraphrase prompts; each search leaves the query's own entry out (the prompts are in the index too). \
+         Recall is against exact (brute-force) search over the same index, also without the query's own entry.\n\n",
         r.large_index_texts
     ));
     md.push_str("| connectivity | expansion_add | expansion_search | entries | build s | search p50 ms | search p99 ms | recall@1 | recall@10 |\n");
