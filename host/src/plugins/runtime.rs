@@ -438,4 +438,20 @@ mod tests {
         assert!(core.contains("core WebAssembly module"), "{core}");
         check_component_header(b"\0asm\x0d\0\x01\0").unwrap();
     }
+
+    #[test]
+    fn streams_keep_instances_only_while_the_pool_has_room() {
+        let kept = Arc::new(KeptInstances {
+            held: AtomicU32::new(0),
+            limit: 2,
+        });
+        let first = kept.acquire().expect("room for the first");
+        let _second = kept.acquire().expect("room for the second");
+        assert!(kept.acquire().is_none(), "the limit is enforced");
+        drop(first);
+        assert!(
+            kept.acquire().is_some(),
+            "a dropped permit gives its place back"
+        );
+    }
 }
