@@ -10,7 +10,7 @@ mod usage;
 pub use auth::ApiKeys;
 pub use error::ApiError;
 
-use crate::pipeline::Gateway;
+use crate::pipeline::{Gateway, StreamChunk};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc::error::TryRecvError;
 
 pub fn router(gateway: Arc<Gateway>, keys: ApiKeys) -> Router {
     let max_body = gateway.config().config.gateway.server.max_body_bytes;
@@ -163,29 +164,41 @@ fn stream_response(
             if finished {
                 return None;
             }
+            // Wait for the next chunk, then take those already queued behind it: a burst goes
+            // out in one write, and the first chunk is never held back waiting for more.
+            let mut events = String::new();
+            let mut next = chunks.recv().await;
             loop {
-                let chunk = match chunks.recv().await {
-                    Some(crate::pipeline::StreamChunk::End) => {
-                        let done = Bytes::from_static(b"data: [DONE]\n\n");
-                        return Some((
-                            Ok::<_, std::convert::Infallible>(done),
-                            (chunks, writer, true),
-                        ));
+                let chunk = match next {
+                    Some(StreamChunk::End) => {
+                        events.push_str("data: [DONE]\n\n");
+                        return Some((Ok(Bytes::from(events)), (chunks, writer, true)));
                     }
                     Some(chunk) => chunk,
                     // The producer is gone without signalling the end: say so, never finish.
-                    None => crate::pipeline::StreamChunk::Error(
-                        crate::pipeline::GatewayError::Internal(
-                            "the stream ended unexpectedly inside the gateway".into(),
-                        ),
-                    ),
+                    None => StreamChunk::Error(crate::pipeline::GatewayError::Internal(
+                        "the stream ended unexpectedly inside the gateway".into(),
+                    )),
                 };
-                let failed = matches!(chunk, crate::pipeline::StreamChunk::Error(_));
-                match writer.event(chunk) {
-                    Some(text) => return Some((Ok(Bytes::from(text)), (chunks, writer, failed))),
-                    None if failed => return None,
-                    None => {}
+                let failed = matches!(chunk, StreamChunk::Error(_));
+                if let Some(text) = writer.event(chunk) {
+                    events.push_str(&text);
                 }
+                if failed {
+                    return (!events.is_empty())
+                        .then(|| (Ok(Bytes::from(events)), (chunks, writer, true)));
+                }
+                next = match chunks.try_recv() {
+                    Ok(chunk) => Some(chunk),
+                    Err(TryRecvError::Empty) if events.is_empty() => chunks.recv().await,
+                    Err(TryRecvError::Empty) => {
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(Bytes::from(events)),
+                            (chunks, writer, false),
+                        ));
+                    }
+                    Err(TryRecvError::Disconnected) => None,
+                };
             }
         },
     );

@@ -3,7 +3,13 @@
 use super::{LedgerError, LedgerMetrics, LedgerRecord, Message, sqlite_error};
 use rusqlite::{Connection, params};
 use std::path::Path;
+use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// How long the first record of a batch waits for others to join it. Records are queued
+/// without waiting either way; this only delays when they become visible in reports, and a
+/// flush (shutdown) writes at once.
+const GATHER_WINDOW: Duration = Duration::from_millis(10);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS requests (
@@ -58,7 +64,7 @@ pub(super) fn open(path: &Path) -> Result<Connection, LedgerError> {
         .pragma_update(None, "synchronous", "NORMAL")
         .map_err(&sqlite)?;
     connection
-        .busy_timeout(std::time::Duration::from_secs(5))
+        .busy_timeout(Duration::from_secs(5))
         .map_err(&sqlite)?;
     connection.execute_batch(SCHEMA).map_err(&sqlite)?;
     Ok(connection)
@@ -76,16 +82,27 @@ pub(super) fn run(
     let mut flushes = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
-        // Take what is already queued, up to a batch, without waiting for more.
-        while let Some(message) = next.take() {
-            match message {
-                Message::Record(record) => batch.push(record),
-                Message::Flush(done) => flushes.push(done),
+        let mut gathered = false;
+        loop {
+            match next.take() {
+                Some(Message::Record(record)) => batch.push(record),
+                Some(Message::Flush(done)) => flushes.push(done),
+                // Someone waits for the batch: write it now.
+                None if gathered || !flushes.is_empty() => break,
+                None => {
+                    // Let a busy gateway's records gather for a moment: one transaction for
+                    // many records costs the writer (and the disk) far less than one each, and
+                    // the thread wakes once per batch instead of once per record.
+                    std::thread::sleep(GATHER_WINDOW);
+                    gathered = true;
+                }
             }
             if batch.len() >= batch_size {
                 break;
             }
-            next = rx.try_recv().ok();
+            if next.is_none() {
+                next = rx.try_recv().ok();
+            }
         }
         if !batch.is_empty() {
             let count = batch.len() as u64;

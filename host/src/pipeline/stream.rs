@@ -16,6 +16,7 @@ use crate::plugins::bindings::adapter::StreamOutcome;
 use crate::plugins::bindings::types::{
     CompletionRequest, ErrorClass, FinishReason, ProviderError, StreamDelta, ToolCallDelta, Usage,
 };
+use crate::plugins::component::AdapterSession;
 use crate::plugins::{CallLimits, ComponentSet};
 use crate::providers::sse::EventParser;
 use bytes::Bytes;
@@ -162,6 +163,7 @@ impl Gateway {
         .await
         .map_err(|_| stalled(model, idle))??;
         Ok(UpstreamStream {
+            adapter: attempt.adapter.adapter_session(&attempt.runtime),
             idle,
             failed: None,
             parser: EventParser::new(attempt.info.stream_framing),
@@ -311,6 +313,8 @@ fn stalled(model: &ModelConfig, idle: Duration) -> GatewayError {
 /// An open upstream stream, parsed into adapter deltas.
 struct UpstreamStream {
     attempt: Attempt,
+    /// One adapter instance parses all of this stream's events.
+    adapter: AdapterSession,
     /// The longest silence allowed between reads.
     idle: Duration,
     /// An error met after deltas that are still pending: reported once they are delivered.
@@ -328,6 +332,7 @@ impl UpstreamStream {
                 return Some(Ok(delta));
             }
             if self.done {
+                self.adapter.close();
                 return self.failed.take().map(Err);
             }
             let next = match tokio::time::timeout(self.idle, self.body.next()).await {
@@ -384,9 +389,9 @@ impl UpstreamStream {
         event: crate::plugins::bindings::adapter::StreamEvent,
     ) -> Result<(), GatewayError> {
         let attempt = &self.attempt;
-        let outcome = attempt
+        let outcome = self
             .adapter
-            .call_adapter(&attempt.runtime, attempt.limits, |guest, store| {
+            .call(&attempt.runtime, attempt.limits, |guest, store| {
                 guest.call_parse_stream_event(store, &attempt.ctx, &event)
             })
             .map_err(|f| attempt.plugin_error(f))?

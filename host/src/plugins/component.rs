@@ -4,7 +4,7 @@
 use super::bindings::policy::{Policy, PolicyPre};
 use super::bindings::provider::{Provider, ProviderPre};
 use super::bindings::{WIT_PACKAGE, WIT_VERSION, adapter, ranker};
-use super::runtime::{CallLimits, PluginFault, PluginRuntime, PluginState};
+use super::runtime::{CallLimits, KeptInstance, PluginFault, PluginRuntime, PluginState};
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -104,6 +104,17 @@ impl LoadedComponent {
         }))
     }
 
+    /// A sandbox for the calls of one streamed response: the first call instantiates the
+    /// adapter and later ones reuse that instance, until the session is dropped or a call
+    /// faults. It must never outlive the request it was opened for.
+    pub fn adapter_session(self: &Arc<Self>, runtime: &PluginRuntime) -> AdapterSession {
+        AdapterSession {
+            component: self.clone(),
+            permit: runtime.keep_instance(),
+            live: None,
+        }
+    }
+
     /// Calls the policy in a fresh sandbox.
     pub fn call_policy<R>(
         &self,
@@ -133,6 +144,55 @@ impl LoadedComponent {
             plugin: self.name.to_string(),
             detail: format!("is a {} component, not a {wanted}", self.kind()),
         }
+    }
+}
+
+/// One request's adapter instance, reused for each event of its stream.
+pub struct AdapterSession {
+    component: Arc<LoadedComponent>,
+    /// Without it (the pool is busy with other streams), every call gets a fresh instance.
+    permit: Option<KeptInstance>,
+    live: Option<(Store<PluginState>, Provider)>,
+}
+
+impl AdapterSession {
+    /// Calls the adapter, in this session's instance once there is one. Panics never escape:
+    /// every failure is a fault, and a faulted instance is discarded.
+    pub fn call<R>(
+        &mut self,
+        runtime: &PluginRuntime,
+        limits: CallLimits,
+        f: impl FnOnce(&adapter::Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginFault> {
+        let component = &*self.component;
+        let Plugin::Provider { pre, .. } = &component.plugin else {
+            return Err(component.wrong_kind(ComponentKind::Provider));
+        };
+        let (mut store, instance) = match self.live.take() {
+            Some((store, instance)) => (store, Some(instance)),
+            None => (runtime.new_store(&component.name, limits), None),
+        };
+        let result = runtime.run(&mut store, &component.name, limits, |store| {
+            let instance = match instance {
+                Some(instance) => instance,
+                None => pre.instantiate(&mut *store)?,
+            };
+            let value = f(instance.aigw_plugin_adapter(), store)?;
+            Ok((instance, value))
+        });
+        let result = result.map(|(instance, value)| {
+            if self.permit.is_some() {
+                self.live = Some((store, instance));
+            }
+            value
+        });
+        component.counted(result)
+    }
+
+    /// Gives the instance back to the pool before the session is dropped.
+    pub fn close(&mut self) {
+        self.live = None;
+        self.permit = None;
     }
 }
 

@@ -1,7 +1,10 @@
 //! The wasmtime engine every plugin runs on, and the sandbox of one plugin call.
 //!
 //! One `Engine` for the process; a fresh `Store` per call (instantiated from a prepared
-//! `InstancePre`), so a trapped instance is never reused and nothing leaks between requests.
+//! `InstancePre`), or per stream for the events of one streamed response (see
+//! [`KeptInstances`]): instantiating is most of what a short call costs, and a stream makes a
+//! call per event. A store never serves two requests, and one that faulted is never called
+//! again, so nothing leaks between requests and a trapped instance is never reused.
 //! Every call runs under an epoch deadline and a memory cap. The WASI context is empty: no
 //! files, no environment, no arguments, no sockets, and stderr is captured so that a guest's
 //! panic message becomes part of the error the caller sees.
@@ -11,15 +14,17 @@ use super::bindings::provider::aigw::plugin::host::{Host, LogLevel};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// How often the engine's epoch advances; deadlines are counted in these ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// How often the engine's epoch advances; deadlines are counted in these ticks, so a call is
+/// interrupted between its timeout and one tick later. Coarse enough that the ticker thread
+/// barely wakes the machine.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How much of a guest's stderr is kept for error messages.
 const STDERR_CAPTURE_BYTES: usize = 4096;
 
@@ -126,6 +131,7 @@ pub struct PluginRuntime {
     linker: Linker<PluginState>,
     compiled_dir: PathBuf,
     engine_hash: String,
+    kept: Arc<KeptInstances>,
     _epoch: EpochTicker,
 }
 
@@ -162,6 +168,10 @@ impl PluginRuntime {
             linker,
             compiled_dir,
             engine_hash,
+            kept: Arc::new(KeptInstances {
+                held: AtomicU32::new(0),
+                limit: KEPT_INSTANCES,
+            }),
         })
     }
 
@@ -217,6 +227,12 @@ impl PluginRuntime {
         limits: CallLimits,
         f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFault> {
+        let mut store = self.new_store(plugin, limits);
+        self.run(&mut store, plugin, limits, f)
+    }
+
+    /// A limited store with nothing instantiated in it yet.
+    pub fn new_store(&self, plugin: &Arc<str>, limits: CallLimits) -> Store<PluginState> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -236,25 +252,81 @@ impl PluginRuntime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        store
+    }
+
+    /// Runs one call in `store` under a fresh deadline. After a fault the store must be dropped.
+    pub fn run<R>(
+        &self,
+        store: &mut Store<PluginState>,
+        plugin: &str,
+        limits: CallLimits,
+        f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginFault> {
         let ticks = limits.timeout.as_micros() / EPOCH_TICK.as_micros() + 1;
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-
         // Inline on the calling (possibly async worker) thread: a call is short and bounded by
         // its deadline, and the few WASI functions that block step off the runtime themselves
         // (see `wasi_io`).
-        f(&mut store).map_err(|e| classify_fault(plugin, limits, store.data(), &e))
+        f(store).map_err(|e| classify_fault(plugin, limits, store.data(), &e))
+    }
+
+    /// A permit to keep an instance alive across calls, while the pool has room for it.
+    pub fn keep_instance(&self) -> Option<KeptInstance> {
+        self.kept.acquire()
     }
 }
+
+/// How many instances streams may keep at once: the rest of the pool stays for per-call
+/// instances, so a burst of long streams never starves ordinary calls; streams beyond this
+/// instantiate per event, as every call used to.
+const KEPT_INSTANCES: u32 = POOL_INSTANCES * 3 / 4;
+
+/// Counts the instances kept across calls (one per open stream).
+pub struct KeptInstances {
+    held: AtomicU32,
+    limit: u32,
+}
+
+impl KeptInstances {
+    fn acquire(self: &Arc<Self>) -> Option<KeptInstance> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < self.limit).then_some(held + 1)
+            })
+            .ok()?;
+        Some(KeptInstance {
+            count: self.clone(),
+        })
+    }
+}
+
+/// Held by whoever keeps an instance; gives its place back when dropped.
+pub struct KeptInstance {
+    count: Arc<KeptInstances>,
+}
+
+impl Drop for KeptInstance {
+    fn drop(&mut self) {
+        self.count.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Component instances the pool has room for at once.
+const POOL_INSTANCES: u32 = 1024;
+
+/// How much of a memory or table is reset with `memset` instead of `madvise`.
+const RESET_IN_PLACE_BYTES: usize = 256 * 1024;
 
 /// Every plugin call instantiates a fresh component; the pool keeps the instance slots, linear
 /// memories and tables mapped between calls, so a call costs no `mmap`/`munmap` (and no TLB
 /// shootdown across cores), and a memory slot reused for the same component keeps its
 /// copy-on-write image and is only reset, not rebuilt.
 fn pooled_instances() -> wasmtime::PoolingAllocationConfig {
-    // A thread runs one plugin call at a time; this is far more instances than threads that
-    // call plugins at once, and small enough to reserve (each memory slot reserves 4 GiB of
-    // address space, not memory).
-    const INSTANCES: u32 = 256;
+    // A thread runs one plugin call at a time, and each open stream keeps one instance (up to
+    // `KEPT_INSTANCES`); this is still small enough to reserve (each memory slot reserves
+    // 4 GiB of address space, not memory: 8 TiB of the 128 TiB a process can map).
+    const INSTANCES: u32 = POOL_INSTANCES;
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     pool.total_component_instances(INSTANCES)
         // A component is its own core module plus the WASI adapter and shim modules.
@@ -262,7 +334,12 @@ fn pooled_instances() -> wasmtime::PoolingAllocationConfig {
         .total_memories(INSTANCES * 2)
         .total_tables(INSTANCES * 4)
         // Components written in other languages (JavaScript) bring larger function tables.
-        .table_elements(100_000);
+        .table_elements(100_000)
+        // A finished instance's first pages are zeroed in place rather than handed back to the
+        // kernel: the next instance touches them at once, and `madvise` plus the page faults
+        // after it cost more than `memset` for the little a short call uses.
+        .linear_memory_keep_resident(RESET_IN_PLACE_BYTES)
+        .table_keep_resident(RESET_IN_PLACE_BYTES);
     pool
 }
 
@@ -360,5 +437,21 @@ mod tests {
             .to_string();
         assert!(core.contains("core WebAssembly module"), "{core}");
         check_component_header(b"\0asm\x0d\0\x01\0").unwrap();
+    }
+
+    #[test]
+    fn streams_keep_instances_only_while_the_pool_has_room() {
+        let kept = Arc::new(KeptInstances {
+            held: AtomicU32::new(0),
+            limit: 2,
+        });
+        let first = kept.acquire().expect("room for the first");
+        let _second = kept.acquire().expect("room for the second");
+        assert!(kept.acquire().is_none(), "the limit is enforced");
+        drop(first);
+        assert!(
+            kept.acquire().is_some(),
+            "a dropped permit gives its place back"
+        );
     }
 }
