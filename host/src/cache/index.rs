@@ -30,6 +30,19 @@ fn err(e: impl std::fmt::Display) -> IndexError {
     IndexError(e.to_string())
 }
 
+/// usearch reports cosine distance; callers think in similarity.
+fn neighbours(matches: &usearch::ffi::Matches) -> Vec<Neighbour> {
+    matches
+        .keys
+        .iter()
+        .zip(&matches.distances)
+        .map(|(&id, &distance)| Neighbour {
+            id,
+            similarity: 1.0 - distance,
+        })
+        .collect()
+}
+
 pub struct VectorIndex {
     index: Index,
 }
@@ -92,15 +105,7 @@ impl VectorIndex {
             .index
             .filtered_search(query, count, accept)
             .map_err(err)?;
-        Ok(matches
-            .keys
-            .iter()
-            .zip(&matches.distances)
-            .map(|(&id, &distance)| Neighbour {
-                id,
-                similarity: 1.0 - distance,
-            })
-            .collect())
+        Ok(neighbours(&matches))
     }
 
     /// Brute-force search over every entry: the ground truth recall is measured against.
@@ -109,15 +114,7 @@ impl VectorIndex {
             return Ok(Vec::new());
         }
         let matches = self.index.exact_search(query, count).map_err(err)?;
-        Ok(matches
-            .keys
-            .iter()
-            .zip(&matches.distances)
-            .map(|(&id, &distance)| Neighbour {
-                id,
-                similarity: 1.0 - distance,
-            })
-            .collect())
+        Ok(neighbours(&matches))
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>, IndexError> {
