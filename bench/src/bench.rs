@@ -870,8 +870,8 @@ fn bucket(symbol: &str) -> &'static str {
         "kernel: scheduling, page faults, mmap/munmap, syscalls"
     } else if symbol.starts_with("[JIT]") {
         "guest WebAssembly (JIT-compiled components)"
-    } else if has(&["tiktoken", "regex", "fancy_regex", "bstr"]) {
-        "tokenizer (tiktoken BPE and its regex)"
+    } else if has(&["tokens::", "regex", "fancy_regex", "bstr"]) {
+        "token counter (o200k BPE and its split expression)"
     } else if has(&["wasmtime", "cranelift", "wasmparser", "wit_bindgen", "wasi"]) {
         "wasmtime: instantiation, stores, host calls"
     } else if has(&[

@@ -1,13 +1,16 @@
-//! Token counting with a real tokenizer: OpenAI's `o200k_base` BPE (shipped inside the
-//! `tiktoken-rs` crate, so nothing is downloaded).
+//! Token counting with a real tokenizer: OpenAI's `o200k_base` BPE, its ranks compiled into
+//! the binary (nothing is downloaded) and held compactly (`o200k`).
 //!
 //! It is exact for current OpenAI models and a close estimate for other providers' tokenizers.
 //! It serves two purposes: routing (context-window checks and cost estimates before a request)
 //! and usage for providers that report none, which is then marked `estimated`. Usage a provider
 //! reports is always used as reported.
 
+mod o200k;
+
 use crate::plugins::bindings::types::{CompletionRequest, ContentPart, Usage};
-use tiktoken_rs::CoreBPE;
+use o200k::Encoding;
+use std::sync::OnceLock;
 
 /// Tokens an image costs at most on current vision models (OpenAI high detail, 1024x1024).
 const IMAGE_TOKENS: u64 = 765;
@@ -16,8 +19,19 @@ const MESSAGE_OVERHEAD: u64 = 3;
 /// The tokens that prime the assistant's reply.
 const REPLY_PRIMING: u64 = 3;
 
-fn bpe() -> &'static CoreBPE {
-    tiktoken_rs::o200k_base_singleton()
+/// The encoding, loaded on first use; `None` (every count estimated) if the bundled ranks
+/// do not load, which a unit test rules out for a released binary.
+fn encoding() -> Option<&'static Encoding> {
+    static ENCODING: OnceLock<Option<Encoding>> = OnceLock::new();
+    ENCODING
+        .get_or_init(|| match Encoding::load() {
+            Ok(encoding) => Some(encoding),
+            Err(e) => {
+                tracing::error!("token counts are estimated at four bytes per token: {e}");
+                None
+            }
+        })
+        .as_ref()
 }
 
 /// Loads the tokenizer's tables (about 200k ranks) so the first request does not pay for it.
@@ -53,8 +67,10 @@ fn exact_or_estimate(text: &str) -> u64 {
     if has_long_run(text) {
         return estimate;
     }
-    // The tokenizer unwraps its regex engine's errors; a panic must not take the request down.
-    std::panic::catch_unwind(|| bpe().encode_ordinary(text).len() as u64).unwrap_or(estimate)
+    // The split expression backtracks; past its limit it fails, and the text is estimated.
+    encoding()
+        .and_then(|encoding| encoding.count(text).ok())
+        .map_or(estimate, |tokens| tokens as u64)
 }
 
 fn has_long_run(text: &str) -> bool {
