@@ -6,8 +6,8 @@ use crate::load::{self, Limits, RunResult, Saturation, Schedule, Watch, Workload
 use crate::mock::MockArgs;
 use crate::procs::{self, ChildProc, Machine};
 use crate::report::{
-    ColdStartRow, HotReload, LadderMemory, LiteLlmInfo, Memory, Profile, Report, SectionError,
-    Settings, Soak, Swap, Verdict, fmt_rate, same_rate,
+    CACHE_BASELINE, CacheOn, CacheRun, ColdStartRow, HotReload, LadderMemory, LiteLlmInfo, Memory,
+    Profile, Report, SectionError, Settings, Soak, Swap, Verdict, fmt_rate, same_rate,
 };
 use crate::servers::{
     self, FIXED_MODEL, GatewayConfig, GatewayProc, LiteLlm, LiteLlmSettings, MockServer, Setup,
@@ -35,11 +35,16 @@ const PROMPT: &str = "Summarize in one sentence why an open-loop load generator 
 
 /// A chat request body for `model`.
 fn body(model: &str, stream: bool) -> Bytes {
+    body_with_prompt(model, PROMPT, stream)
+}
+
+/// A chat request body for `model` asking `prompt`.
+fn body_with_prompt(model: &str, prompt: &str, stream: bool) -> Bytes {
     let mut value = serde_json::json!({
         "model": model,
         "messages": [
             {"role": "system", "content": "You are a concise assistant."},
-            {"role": "user", "content": PROMPT},
+            {"role": "user", "content": prompt},
         ],
         "max_tokens": 64,
     });
@@ -93,9 +98,24 @@ impl Ctx {
         rate: f64,
         server: Option<i32>,
     ) -> anyhow::Result<RunResult> {
+        let bodies = vec![(body(model, stream), stream)];
+        self.measure_bodies(target, url, bodies, stream, rate, server)
+            .await
+    }
+
+    /// As `measure`, sending `bodies` in turn.
+    async fn measure_bodies(
+        &mut self,
+        target: &str,
+        url: &str,
+        bodies: Vec<(Bytes, bool)>,
+        stream: bool,
+        rate: f64,
+        server: Option<i32>,
+    ) -> anyhow::Result<RunResult> {
         let workload = Workload {
             url: url.parse().context("target URL")?,
-            bodies: vec![(body(model, stream), stream)],
+            bodies,
             record_model: false,
         };
         let watch = Watch {
@@ -220,6 +240,8 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<()> {
         reload_rate: args.reload_rate,
         cold_start_trials: args.cold_start_trials,
         fd_limit,
+        cache_hit_rates: args.cache_hit_rates.clone(),
+        cache_new_prompt_rates: args.cache_new_prompt_rates.clone(),
     };
     let command = std::iter::once("aigw-bench".to_string())
         .chain(std::env::args().skip(1))
@@ -244,6 +266,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<()> {
         soak: None,
         cold_start: Vec::new(),
         hot_reload: None,
+        cache_on: None,
         profiles: Vec::new(),
         targets: Vec::new(),
         skipped: Vec::new(),
@@ -308,6 +331,10 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<()> {
     if ctx.args.wants(Section::Sweep) {
         let result = sweep(&mut ctx, litellm_version, &litellm_settings).await;
         record(&mut ctx, "sweep", result);
+    }
+    if ctx.args.wants(Section::Cache) {
+        let result = cache_on(&mut ctx).await;
+        record(&mut ctx, "cache on", result);
     }
     if ctx.args.wants(Section::Soak) {
         let result = soak(&mut ctx).await;
@@ -617,6 +644,218 @@ async fn sweep(
         }
     }
     Ok(())
+}
+
+/// The response cache on: a repeated prompt at the hit rates (streaming and not), then a new
+/// prompt per request at the new-prompt rates, each next to a direct run at the same rate.
+async fn cache_on(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let model_dir = std::env::var_os("AIGW_MODEL_DIR")
+        .map_or_else(|| ctx.repo.join("data/models"), PathBuf::from);
+    let semantic_tier = model_dir.join("model.onnx").is_file();
+    if !semantic_tier {
+        progress!(
+            "cache on: no embedding model in {} (run .ci/setup): exact tier only",
+            model_dir.display()
+        );
+    }
+    let config = GatewayConfig::write(&ctx.repo, &ctx.mock.base_url(), Setup::CacheOn)?;
+    let data = procs::scratch("aigw-bench-data-")?;
+    let gateway = GatewayProc::start_with_model(
+        &ctx.gateway_bin,
+        config.path(),
+        data.path(),
+        "warn",
+        Some(&model_dir),
+    )
+    .await?;
+    smoke(&gateway.chat_url(), &ALL_KINDS).await?;
+    let direct = format!("{}/chat/completions", ctx.mock.base_url());
+    let mut cache = CacheOn {
+        semantic_tier,
+        runs: Vec::new(),
+    };
+
+    let mut hit_rates = ctx.args.cache_hit_rates.clone();
+    hit_rates.sort_by(f64::total_cmp);
+    for stream in [false, true] {
+        for &rate in &hit_rates {
+            let bodies = vec![(body("auto", stream), stream)];
+            let (run, counts) =
+                cache_run(ctx, &gateway, &direct, "cache-hit", bodies, stream, rate).await?;
+            cache.runs.push(counts);
+            if run.saturated {
+                break;
+            }
+        }
+    }
+
+    let mut new_rates = ctx.args.cache_new_prompt_rates.clone();
+    new_rates.sort_by(f64::total_cmp);
+    let seconds = ctx.args.warmup + ctx.args.duration;
+    let per_run = |rate: f64| (rate * seconds * 1.1).ceil() as usize;
+    let needed: usize = new_rates.iter().map(|&r| per_run(r)).sum();
+    let mut prompts = new_prompts(&ctx.repo, needed)?.into_iter();
+    for &rate in &new_rates {
+        // Prompts are never reused across runs, so a run never hits what an earlier one stored.
+        let bodies: Vec<(Bytes, bool)> = prompts
+            .by_ref()
+            .take(per_run(rate))
+            .map(|prompt| (body_with_prompt("auto", &prompt, false), false))
+            .collect();
+        if bodies.len() < per_run(rate) {
+            progress!("cache on: out of distinct prompts at {rate}/s");
+            break;
+        }
+        let (run, counts) = cache_run(
+            ctx,
+            &gateway,
+            &direct,
+            "cache-new-prompt",
+            bodies,
+            false,
+            rate,
+        )
+        .await?;
+        cache.runs.push(counts);
+        if run.saturated {
+            break;
+        }
+    }
+    ctx.report.cache_on = Some(cache);
+    Ok(())
+}
+
+/// One cache-on run next to its direct baseline, with the cache's counts over it.
+async fn cache_run(
+    ctx: &mut Ctx,
+    gateway: &GatewayProc,
+    direct: &str,
+    target: &str,
+    bodies: Vec<(Bytes, bool)>,
+    stream: bool,
+    rate: f64,
+) -> anyhow::Result<(RunResult, CacheRun)> {
+    ctx.measure(CACHE_BASELINE, direct, FIXED_MODEL, stream, rate, None)
+        .await?;
+    let before = cache_counters(gateway).await;
+    let run = ctx
+        .measure_bodies(
+            target,
+            &gateway.chat_url(),
+            bodies,
+            stream,
+            rate,
+            Some(gateway.pid()),
+        )
+        .await?;
+    let after = cache_counters(gateway).await;
+    let delta = |name: &str| {
+        after
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(before.get(name).copied().unwrap_or(0))
+    };
+    let counts = CacheRun {
+        target: target.to_string(),
+        stream,
+        rate,
+        exact_hits: delta("exact"),
+        semantic_hits: delta("semantic"),
+        misses: delta("miss"),
+        embedded: delta("embedded"),
+    };
+    progress!(
+        "   cache: {} exact hits, {} semantic hits, {} misses, {} prompts embedded",
+        counts.exact_hits,
+        counts.semantic_hits,
+        counts.misses,
+        counts.embedded
+    );
+    Ok((run, counts))
+}
+
+/// The gateway's cache lookups by result, and its prompts embedded (`embedded`).
+async fn cache_counters(gateway: &GatewayProc) -> std::collections::BTreeMap<String, u64> {
+    let client = load::client();
+    let text = servers::get(
+        &client,
+        &format!("{}/metrics", gateway.base),
+        Duration::from_secs(5),
+    )
+    .await
+    .map(|(_, body)| String::from_utf8_lossy(&body).to_string())
+    .unwrap_or_default();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let key = if let Some(labels) = name.strip_prefix("aigw_cache_lookups_total{") {
+            labels
+                .split_once("result=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(result, _)| result.to_string())
+        } else if name == "aigw_cache_embeddings_total" {
+            Some("embedded".to_string())
+        } else {
+            None
+        };
+        if let Some(key) = key {
+            counts.insert(key, value as u64);
+        }
+    }
+    counts
+}
+
+/// `count` distinct prompts cut from the repository's prompt fixtures, shuffled so that
+/// neighbouring requests do not share words.
+fn new_prompts(repo: &Path, count: usize) -> anyhow::Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Labelled {
+        prompts: Vec<Prompt>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Prompt {
+        prompt: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Negatives {
+        pairs: Vec<Negative>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Negative {
+        stored: String,
+        lookup: String,
+    }
+    let read = |path: &str| -> anyhow::Result<Vec<u8>> {
+        std::fs::read(repo.join(path)).with_context(|| format!("reading {path}"))
+    };
+    let labelled: Labelled =
+        serde_json::from_slice(&read("tests/fixtures/routing/task-classification.json")?)?;
+    let negatives: Negatives =
+        serde_json::from_slice(&read("tests/fixtures/cache/hard-negatives.json")?)?;
+    let a: Vec<&str> = labelled.prompts.iter().map(|p| p.prompt.as_str()).collect();
+    let b: Vec<&str> = negatives.pairs.iter().map(|p| p.stored.as_str()).collect();
+    let c: Vec<&str> = negatives.pairs.iter().map(|p| p.lookup.as_str()).collect();
+    let mut corpus = crate::semantic_cache::large_corpus(&a, &b, &c, &[], count);
+    // A fixed permutation (multiplying by a prime that does not divide the length) spreads the word
+    // windows of one prompt across the run.
+    let n = corpus.len();
+    if n > 1 {
+        let step = [7919usize, 104_729, 1_299_709]
+            .into_iter()
+            .find(|p| !n.is_multiple_of(*p))
+            .unwrap_or(1);
+        let mut spread: Vec<Option<String>> = corpus.drain(..).map(Some).collect();
+        corpus = (0..n)
+            .filter_map(|i| spread[(i * step) % n].take())
+            .collect();
+    }
+    Ok(corpus)
 }
 
 /// One mode's rates: LiteLLM's low rates (direct, gateway with a fixed model, LiteLLM), then

@@ -56,6 +56,8 @@ pub enum Section {
     Soak,
     /// A `perf` profile of the gateway under load, when `perf` works here.
     Profile,
+    /// The response cache on: a repeated prompt (hits) and a new prompt per request.
+    Cache,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -69,6 +71,14 @@ pub struct RunArgs {
     /// Offered rates (requests/s), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,4000")]
     pub rates: Vec<f64>,
+    /// Rates of the cache-on runs with a repeated prompt (every request after the first is an
+    /// exact-tier hit), streaming and not.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000")]
+    pub cache_hit_rates: Vec<f64>,
+    /// Rates of the cache-on runs with a new prompt per request (each one embedded for the
+    /// semantic tier), non-streaming.
+    #[arg(long, value_delimiter = ',', default_value = "25,50,100,200,400")]
+    pub cache_new_prompt_rates: Vec<f64>,
     /// Measured seconds per run.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,

@@ -25,6 +25,10 @@ pub struct Settings {
     pub reload_rate: f64,
     pub cold_start_trials: usize,
     pub fd_limit: u64,
+    #[serde(default)]
+    pub cache_hit_rates: Vec<f64>,
+    #[serde(default)]
+    pub cache_new_prompt_rates: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -152,6 +156,35 @@ pub struct HotReload {
     pub reload_metrics: Vec<String>,
 }
 
+/// The cache-on runs: their latency rows are in `runs` (targets `cache-*`, against
+/// `direct-cache`); this holds what the gateway's cache did during each.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct CacheOn {
+    /// Whether the gateway had its embedding model (the semantic tier).
+    pub semantic_tier: bool,
+    pub runs: Vec<CacheRun>,
+}
+
+/// `aigw_cache_lookups_total` and `aigw_cache_embeddings_total` over one run, warm-up included.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheRun {
+    pub target: String,
+    pub stream: bool,
+    pub rate: f64,
+    pub exact_hits: u64,
+    pub semantic_hits: u64,
+    pub misses: u64,
+    pub embedded: u64,
+}
+
+/// Targets of the cache-on runs and their baseline, kept out of the cache-off tables.
+pub fn is_cache_run(target: &str) -> bool {
+    target == CACHE_BASELINE || target.starts_with("cache-")
+}
+
+/// The direct-to-mock run measured next to each cache-on run.
+pub const CACHE_BASELINE: &str = "direct-cache";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Profile {
     pub label: String,
@@ -196,6 +229,8 @@ pub struct Report {
     pub soak: Option<Soak>,
     pub cold_start: Vec<ColdStartRow>,
     pub hot_reload: Option<HotReload>,
+    #[serde(default)]
+    pub cache_on: Option<CacheOn>,
     pub profiles: Vec<Profile>,
     pub targets: Vec<Verdict>,
     /// Runs left out because the same path had already saturated at a lower rate.
@@ -247,10 +282,15 @@ impl Report {
     pub fn derive(&mut self) {
         let mut overhead = Vec::new();
         for run in &self.runs {
-            if run.target == "direct" {
+            if run.target == "direct" || run.target == CACHE_BASELINE {
                 continue;
             }
-            let Some(direct) = self.direct(run.rate, run.stream) else {
+            let baseline = if is_cache_run(&run.target) {
+                self.run(CACHE_BASELINE, run.rate, run.stream)
+            } else {
+                self.direct(run.rate, run.stream)
+            };
+            let Some(direct) = baseline else {
                 continue;
             };
             let (Some(l), Some(d)) = (run.latency_ms, direct.latency_ms) else {
@@ -401,6 +441,7 @@ impl Report {
         self.md_targets(&mut md);
         self.md_overhead(&mut md);
         self.md_saturation(&mut md);
+        self.md_cache_on(&mut md);
         self.md_litellm(&mut md);
         self.md_memory(&mut md);
         self.md_cold_start(&mut md);
@@ -470,7 +511,7 @@ impl Report {
             for run in self
                 .sorted_runs()
                 .into_iter()
-                .filter(|r| r.stream == stream)
+                .filter(|r| r.stream == stream && !is_cache_run(&r.target))
             {
                 let added = self.overhead.iter().find(|o| {
                     o.target == run.target && o.stream == stream && same_rate(o.rate, run.rate)
@@ -531,7 +572,11 @@ impl Report {
                     md,
                     "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
                 );
-                for run in self.sorted_runs().into_iter().filter(|r| r.stream) {
+                for run in self
+                    .sorted_runs()
+                    .into_iter()
+                    .filter(|r| r.stream && !is_cache_run(&r.target))
+                {
                     let added = self.overhead.iter().find(|o| {
                         o.target == run.target && o.stream && same_rate(o.rate, run.rate)
                     });
@@ -574,6 +619,74 @@ impl Report {
                 generator.join(", ")
             );
         }
+    }
+
+    fn md_cache_on(&self, md: &mut String) {
+        let Some(cache) = &self.cache_on else {
+            return;
+        };
+        let _ = writeln!(md, "## Cache on\n");
+        let _ = writeln!(
+            md,
+            "A fresh gateway with the response cache on (the bundled settings: exact tier, then \
+             the semantic tier{}), `model: \"auto\"`. **cache-hit** repeats one prompt, so every \
+             request after the first is answered by the exact tier without reaching the policy or \
+             the mock; **cache-new-prompt** sends a prompt not sent before with each request \
+             (distinct texts cut from the repository's prompt fixtures), non-streaming, so each \
+             one is embedded for the semantic lookup unless the embedder is busy for longer than \
+             a request may wait (50 ms), in which case only the exact tier is consulted. A \
+             direct-to-mock run at the same rate precedes each, and **added** is against it. The \
+             lookup counts are the gateway's `aigw_cache_lookups_total` over the run, warm-up \
+             included.\n",
+            if cache.semantic_tier {
+                ""
+            } else {
+                "; **off in this run: the embedding model was not found, run `.ci/setup`**"
+            }
+        );
+        let _ = writeln!(
+            md,
+            "| rate /s | mode | path | served /s | failed | p50 ms | p99 ms | direct p50 | direct p99 | added p50 | added p99 | CPU µs/req | exact hits | semantic hits | misses | embedded |"
+        );
+        let _ = writeln!(
+            md,
+            "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for counts in &cache.runs {
+            let Some(run) = self.run(&counts.target, counts.rate, counts.stream) else {
+                continue;
+            };
+            let direct = self
+                .run(CACHE_BASELINE, run.rate, run.stream)
+                .and_then(|d| d.latency_ms);
+            let added = self.overhead.iter().find(|o| {
+                o.target == run.target && o.stream == run.stream && same_rate(o.rate, run.rate)
+            });
+            let lat = run.latency_ms;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {}{} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                fmt_rate(run.rate),
+                if run.stream { "stream" } else { "non-stream" },
+                run.target,
+                if run.saturated { " ⚠" } else { "" },
+                run.achieved_rps,
+                fmt_failed(run),
+                opt(lat.map(|l| l.p50)),
+                opt(lat.map(|l| l.p99)),
+                opt(direct.map(|l| l.p50)),
+                opt(direct.map(|l| l.p99)),
+                signed(added.map(|a| a.p50_ms)),
+                signed(added.map(|a| a.p99_ms)),
+                run.server_cpu_us_per_req
+                    .map_or("".into(), |c| format!("{c:.0}")),
+                counts.exact_hits,
+                counts.semantic_hits,
+                counts.misses,
+                counts.embedded,
+            );
+        }
+        md.push('\n');
     }
 
     fn md_saturation(&self, md: &mut String) {

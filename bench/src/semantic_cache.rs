@@ -450,7 +450,13 @@ fn micros(started: Instant) -> u64 {
 
 /// `size` distinct, realistic texts built from the fixtures: the prompts themselves, word
 /// windows cut from them, then pairs of windows.
-fn large_corpus(a: &[&str], b: &[&str], c: &[&str], d: &[&str], size: usize) -> Vec<String> {
+pub(crate) fn large_corpus(
+    a: &[&str],
+    b: &[&str],
+    c: &[&str],
+    d: &[&str],
+    size: usize,
+) -> Vec<String> {
     let prompts: Vec<&str> = a.iter().chain(b).chain(c).chain(d).copied().collect();
     let mut seen = BTreeSet::new();
     let mut corpus = Vec::with_capacity(size);

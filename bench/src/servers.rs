@@ -122,6 +122,8 @@ impl MockServer {
 pub enum Setup {
     /// The openai adapter and the balanced policy (default).
     Bench,
+    /// As `Bench`, with the response cache on (exact and semantic tiers, bundled defaults).
+    CacheOn,
     /// Every bundled adapter (3) and policy (4), balanced by default.
     AllBundled,
     /// The openai adapter and `router.wasm` = the cheapest-first test policy, with a cheap and a
@@ -153,7 +155,7 @@ impl GatewayConfig {
             Ok(())
         };
         let default_policy = match setup {
-            Setup::Bench => {
+            Setup::Bench | Setup::CacheOn => {
                 copy(
                     "plugins/dist/openai.wasm",
                     &provider_dir.join("openai.wasm"),
@@ -190,12 +192,16 @@ impl GatewayConfig {
                 "router"
             }
         };
+        let cache = if matches!(setup, Setup::CacheOn) {
+            "# The cache-on runs: the bundled cache settings.\n[cache]\nenabled = true\n"
+        } else {
+            "# The targets are judged with the response cache off: every request reaches the\n\
+             # policy, the adapter and the mock.\n[cache]\nenabled = false\n"
+        };
         let gateway = format!(
             "# Written by aigw-bench.\n[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\n\
              provider_dir = \"providers\"\npolicy_dir = \"policies\"\n\n[routing]\n\
-             default_policy = \"{default_policy}\"\n\n\
-             # The targets are judged with the response cache off: every request reaches the\n\
-             # policy, the adapter and the mock.\n[cache]\nenabled = false\n"
+             default_policy = \"{default_policy}\"\n\n{cache}"
         );
         let providers = format!(
             "[mock]\nadapter = \"openai\"\napi_key_env = \"{KEY_ENV}\"\nbase_url = \"{mock_base_url}\"\n"
@@ -251,6 +257,18 @@ impl GatewayProc {
         data_dir: &Path,
         log: &str,
     ) -> anyhow::Result<GatewayProc> {
+        Self::start_with_model(bin, config, data_dir, log, None).await
+    }
+
+    /// As `start`, with the embedding model from `model_dir` (without it the gateway finds
+    /// none in its scratch data directory: no semantic cache tier).
+    pub async fn start_with_model(
+        bin: &Path,
+        config: &Path,
+        data_dir: &Path,
+        log: &str,
+        model_dir: Option<&Path>,
+    ) -> anyhow::Result<GatewayProc> {
         let mut command = Command::new(bin);
         command
             .arg("serve")
@@ -262,6 +280,9 @@ impl GatewayProc {
             .env(KEY_ENV, KEY);
         for var in CLEARED_ENV {
             command.env_remove(var);
+        }
+        if let Some(dir) = model_dir {
+            command.env("AIGW_MODEL_DIR", dir);
         }
         let mut proc = ChildProc::spawn("ai-gateway", command)?;
         let spawned = proc.spawned_at;

@@ -9,17 +9,25 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Requests waiting for the model beyond this are refused rather than queued without bound.
 const QUEUE_DEPTH: usize = 256;
 /// The most texts run through the model together. Past this a batch is mostly padding cost.
 const MAX_BATCH: usize = 16;
+/// A request's prompt that waited this long for the model is answered without an embedding:
+/// its cache lookup skips the semantic tier (the exact tier still answers) and its task is
+/// classified by keywords. Under a burst the model then costs a request at most this wait plus
+/// one batch, instead of a place in a queue that grows faster than one core drains it.
+pub const PROMPT_MAX_WAIT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EmbedError {
     #[error("the embedder is overloaded")]
     Busy,
+    #[error("the embedder was busy for longer than a request may wait")]
+    TooLate,
     #[error("the embedder has stopped")]
     Stopped,
     #[error("{0}")]
@@ -28,6 +36,8 @@ pub enum EmbedError {
 
 struct Job {
     texts: Vec<String>,
+    /// Past this the job is answered `TooLate` instead of run.
+    deadline: Option<Instant>,
     reply: oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>,
 }
 
@@ -51,17 +61,31 @@ impl Embedder {
         Ok(Embedder { jobs, computed })
     }
 
-    /// The unit-length embedding of `text`.
+    /// The unit-length embedding of a request's prompt, or `TooLate` once it has waited
+    /// [`PROMPT_MAX_WAIT`] for the model.
     pub async fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        let mut vectors = self.embed_many(vec![text.to_string()]).await?;
+        let deadline = Instant::now() + PROMPT_MAX_WAIT;
+        let mut vectors = self.submit(vec![text.to_string()], Some(deadline)).await?;
         vectors.pop().ok_or(EmbedError::Stopped)
     }
 
-    /// Embeddings of several texts, in order.
+    /// Embeddings of several texts, in order, however long the model is busy.
     pub async fn embed_many(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.submit(texts, None).await
+    }
+
+    async fn submit(
+        &self,
+        texts: Vec<String>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .try_send(Job { texts, reply })
+            .try_send(Job {
+                texts,
+                deadline,
+                reply,
+            })
             .map_err(|e| match e {
                 mpsc::TrySendError::Full(_) => EmbedError::Busy,
                 mpsc::TrySendError::Disconnected(_) => EmbedError::Stopped,
@@ -78,16 +102,27 @@ impl Embedder {
 fn run(mut encoder: Encoder, queue: mpsc::Receiver<Job>, computed: &AtomicU64) {
     // Ends when every `Embedder` clone is gone.
     while let Ok(first) = queue.recv() {
-        let mut jobs = vec![first];
-        let mut texts: usize = jobs[0].texts.len();
-        while texts < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => {
-                    texts += job.texts.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
+        let mut jobs = Vec::new();
+        let mut texts = 0;
+        let mut next = Some(first);
+        while let Some(job) = next {
+            if job
+                .deadline
+                .is_some_and(|deadline| deadline <= Instant::now())
+            {
+                let _ = job.reply.send(Err(EmbedError::TooLate));
+            } else {
+                texts += job.texts.len();
+                jobs.push(job);
             }
+            next = if texts < MAX_BATCH {
+                queue.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if jobs.is_empty() {
+            continue;
         }
         let all: Vec<&str> = jobs
             .iter()
@@ -119,5 +154,42 @@ fn run(mut encoder: Encoder, queue: mpsc::Receiver<Job>, computed: &AtomicU64) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// The model `.ci/setup` fetches.
+    fn model_dir() -> PathBuf {
+        std::env::var_os("AIGW_MODEL_DIR").map_or_else(
+            || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/models")),
+            PathBuf::from,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_prompt_that_would_wait_too_long_is_answered_without_the_model() {
+        let embedder = Embedder::load(&model_dir(), 1).expect("the model (run .ci/setup)");
+        // Several full batches: the model is busy for far longer than a prompt may wait.
+        let texts: Vec<String> = (0..96)
+            .map(|i| format!("sentence {i} of a bulk job that keeps the embedding model busy"))
+            .collect();
+        let bulk = {
+            let embedder = embedder.clone();
+            tokio::spawn(async move { embedder.embed_many(texts).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let prompt = embedder.embed("What is the capital of France?").await;
+        assert!(matches!(prompt, Err(EmbedError::TooLate)), "{prompt:?}");
+        let bulk = bulk
+            .await
+            .expect("joins")
+            .expect("a bulk job waits as long as it takes");
+        assert_eq!(bulk.len(), 96);
+        let idle = embedder.embed("What is the capital of France?").await;
+        assert_eq!(idle.expect("embedded once the model is free").len(), 384);
     }
 }

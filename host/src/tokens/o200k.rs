@@ -141,19 +141,16 @@ impl Encoding {
         for i in 0..piece.len() - 1 {
             parts[i].1 = pair_rank(&parts, i);
         }
-        loop {
-            // The lowest rank wins; among equals, the leftmost (`min_by_key` keeps the first).
-            let Some((best, rank)) = parts[..parts.len() - 1]
+        // The lowest rank wins; among equals, the leftmost (`min_by_key` keeps the first).
+        let lowest = |parts: &[(usize, Rank)]| {
+            parts[..parts.len() - 1]
                 .iter()
                 .enumerate()
                 .map(|(i, &(_, rank))| (i, rank))
                 .min_by_key(|&(_, rank)| rank)
-            else {
-                break;
-            };
-            if rank == Rank::MAX {
-                break;
-            }
+                .filter(|&(_, rank)| rank != Rank::MAX)
+        };
+        while let Some((best, _)) = lowest(&parts) {
             parts.remove(best + 1);
             parts[best].1 = pair_rank(&parts, best);
             if best > 0 {
