@@ -842,8 +842,8 @@ fn new_prompts(repo: &Path, count: usize) -> anyhow::Result<Vec<String>> {
     let b: Vec<&str> = negatives.pairs.iter().map(|p| p.stored.as_str()).collect();
     let c: Vec<&str> = negatives.pairs.iter().map(|p| p.lookup.as_str()).collect();
     let mut corpus = crate::semantic_cache::large_corpus(&a, &b, &c, &[], count);
-    // A fixed permutation (multiplying by a prime that does not divide the length) spreads the word
-    // windows of one prompt across the run.
+    // A fixed permutation (multiplying by a prime that does not divide the length) spreads
+    // the word windows of one prompt across the run.
     let n = corpus.len();
     if n > 1 {
         let step = [7919usize, 104_729, 1_299_709]

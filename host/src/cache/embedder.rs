@@ -7,7 +7,7 @@
 use super::encoder::{Encoder, EncoderError};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -16,10 +16,11 @@ use tokio::sync::oneshot;
 const QUEUE_DEPTH: usize = 256;
 /// The most texts run through the model together. Past this a batch is mostly padding cost.
 const MAX_BATCH: usize = 16;
-/// A request's prompt that waited this long for the model is answered without an embedding:
-/// its cache lookup skips the semantic tier (the exact tier still answers) and its task is
-/// classified by keywords. Under a burst the model then costs a request at most this wait plus
-/// one batch, instead of a place in a queue that grows faster than one core drains it.
+/// A request's prompt that finds the model busy and waits this long behind other texts is
+/// answered without an embedding: its cache lookup skips the semantic tier (the exact tier
+/// still answers) and its task is classified by keywords. Under a burst the model then costs a
+/// request at most this wait plus one batch, instead of a place in a queue that grows faster
+/// than one core drains it. A prompt that finds the model idle is always embedded.
 pub const PROMPT_MAX_WAIT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,6 +46,8 @@ struct Job {
 pub struct Embedder {
     jobs: mpsc::SyncSender<Job>,
     computed: Arc<AtomicU64>,
+    /// The model is running a batch.
+    busy: Arc<AtomicBool>,
 }
 
 impl Embedder {
@@ -53,19 +56,27 @@ impl Embedder {
         let encoder = Encoder::load(dir, threads)?;
         let (jobs, queue) = mpsc::sync_channel(QUEUE_DEPTH);
         let computed = Arc::new(AtomicU64::new(0));
-        let counter = computed.clone();
+        let busy = Arc::new(AtomicBool::new(false));
+        let (counter, running) = (computed.clone(), busy.clone());
         std::thread::Builder::new()
             .name("aigw-embedder".into())
-            .spawn(move || run(encoder, queue, &counter))
+            .spawn(move || run(encoder, queue, &counter, &running))
             .map_err(|e| EncoderError::Model(format!("cannot start the embedder thread: {e}")))?;
-        Ok(Embedder { jobs, computed })
+        Ok(Embedder {
+            jobs,
+            computed,
+            busy,
+        })
     }
 
     /// The unit-length embedding of a request's prompt, or `TooLate` once it has waited
-    /// [`PROMPT_MAX_WAIT`] for the model.
+    /// [`PROMPT_MAX_WAIT`] for a busy model.
     pub async fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        let deadline = Instant::now() + PROMPT_MAX_WAIT;
-        let mut vectors = self.submit(vec![text.to_string()], Some(deadline)).await?;
+        let deadline = self
+            .busy
+            .load(Ordering::Acquire)
+            .then(|| Instant::now() + PROMPT_MAX_WAIT);
+        let mut vectors = self.submit(vec![text.to_string()], deadline).await?;
         vectors.pop().ok_or(EmbedError::Stopped)
     }
 
@@ -99,9 +110,14 @@ impl Embedder {
     }
 }
 
-fn run(mut encoder: Encoder, queue: mpsc::Receiver<Job>, computed: &AtomicU64) {
+fn run(mut encoder: Encoder, queue: mpsc::Receiver<Job>, computed: &AtomicU64, busy: &AtomicBool) {
     // Ends when every `Embedder` clone is gone.
-    while let Ok(first) = queue.recv() {
+    loop {
+        busy.store(false, Ordering::Release);
+        let Ok(first) = queue.recv() else {
+            break;
+        };
+        busy.store(true, Ordering::Release);
         let mut jobs = Vec::new();
         let mut texts = 0;
         let mut next = Some(first);
