@@ -633,9 +633,8 @@ impl Report {
              request after the first is answered by the exact tier without reaching the policy or \
              the mock; **cache-new-prompt** sends a prompt not sent before with each request \
              (distinct texts cut from the repository's prompt fixtures), non-streaming, so each \
-             one is embedded for the semantic lookup, unless a full batch of prompts (16) is \
-             already waiting for the embedding model, in which case only the exact tier is \
-             consulted. A \
+             one is embedded for the semantic lookup, unless four prompts are already waiting \
+             for the embedding model, in which case only the exact tier is consulted. A \
              direct-to-mock run at the same rate precedes each, and **added** is against it. The \
              lookup counts are the gateway's `aigw_cache_lookups_total` over the run, warm-up \
              included.\n",

@@ -19,12 +19,13 @@ use tokio::sync::oneshot;
 const QUEUE_DEPTH: usize = 256;
 /// The most texts run through the model together. Past this a batch is mostly padding cost.
 const MAX_BATCH: usize = 16;
-/// A prompt that would not make the model's next batch (this many prompts already wait) is
-/// answered at once without an embedding: its cache lookup skips the semantic tier (the exact
-/// tier still answers) and its task is classified by keywords. Under a burst the model then
-/// costs a request at most the batch running and its own, instead of a place in a queue that
-/// grows faster than one core drains it.
-const MAX_PROMPTS_WAITING: usize = MAX_BATCH;
+/// A prompt that finds this many prompts already waiting is answered at once without an
+/// embedding: its cache lookup skips the semantic tier (the exact tier still answers) and its
+/// task is classified by keywords. One ONNX Runtime thread embeds about a hundred short prompts
+/// a second whatever the batch size, so a longer line only adds waiting: with at most four
+/// ahead, a request waits for the model run in progress and its own, tens of milliseconds,
+/// however hard the burst.
+const MAX_PROMPTS_WAITING: usize = 4;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EmbedError {
