@@ -1495,6 +1495,29 @@ async fn hot_reload(ctx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// For a missed latency target: where the non-streaming profile says the CPU goes.
+fn profile_summary(report: &Report, missed: bool) -> String {
+    let Some(profile) = report
+        .profiles
+        .iter()
+        .find(|p| p.label.contains("non-streaming"))
+        .filter(|_| missed)
+    else {
+        return String::new();
+    };
+    let parts: Vec<String> = profile
+        .buckets
+        .iter()
+        .take(4)
+        .map(|(share, part)| format!("{part} {share:.0}%"))
+        .collect();
+    format!(
+        ". The profile at {}/s (see \"Where the gateway spends its CPU\"): {}",
+        fmt_rate(profile.rate),
+        parts.join(", ")
+    )
+}
+
 /// The targets from the issue, judged against what this run measured.
 fn p99_of(run: Option<&RunResult>) -> String {
     run.and_then(|r| r.latency_ms)
@@ -1580,7 +1603,7 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
                         format!("by {:.2} ms ({:.1}× the budget)", o.p99_ms - 1.0, o.p99_ms)
                     }
                     _ => String::new(),
-                },
+                } + &profile_summary(report, o.p99_ms >= 1.0 || o.saturated),
             }
         }
         None => Verdict {
