@@ -777,15 +777,7 @@ async fn cache_run(
 
 /// The gateway's cache lookups by result, and its prompts embedded (`embedded`).
 async fn cache_counters(gateway: &GatewayProc) -> std::collections::BTreeMap<String, u64> {
-    let client = load::client();
-    let text = servers::get(
-        &client,
-        &format!("{}/metrics", gateway.base),
-        Duration::from_secs(5),
-    )
-    .await
-    .map(|(_, body)| String::from_utf8_lossy(&body).to_string())
-    .unwrap_or_default();
+    let text = gateway.metrics_text().await;
     let mut counts = std::collections::BTreeMap::new();
     for line in text.lines() {
         let Some((name, value)) = line.rsplit_once(' ') else {
@@ -1464,14 +1456,7 @@ async fn hot_reload(ctx: &mut Ctx) -> anyhow::Result<()> {
         );
         swaps.push(swap);
     }
-    let metrics = servers::get(
-        &client,
-        &format!("{}/metrics", gateway.base),
-        Duration::from_secs(5),
-    )
-    .await
-    .map(|(_, body)| String::from_utf8_lossy(&body).to_string())
-    .unwrap_or_default();
+    let metrics = gateway.metrics_text().await;
     let reload_metrics = metrics
         .lines()
         .filter(|l| l.starts_with("aigw_reloads_total"))

@@ -317,6 +317,18 @@ impl GatewayProc {
         self.proc.pid
     }
 
+    /// The gateway's `/metrics` text (empty if it does not answer).
+    pub async fn metrics_text(&self) -> String {
+        get(
+            &load::client(),
+            &format!("{}/metrics", self.base),
+            Duration::from_secs(5),
+        )
+        .await
+        .map(|(_, body)| String::from_utf8_lossy(&body).to_string())
+        .unwrap_or_default()
+    }
+
     pub fn chat_url(&self) -> String {
         format!("{}/v1/chat/completions", self.base)
     }
