@@ -6,8 +6,9 @@ use crate::load::{self, Limits, RunResult, Saturation, Schedule, Watch, Workload
 use crate::mock::MockArgs;
 use crate::procs::{self, ChildProc, Machine};
 use crate::report::{
-    CACHE_BASELINE, CacheOn, CacheRun, ColdStartRow, HotReload, LadderMemory, LiteLlmInfo, Memory,
-    Profile, Report, SectionError, Settings, Soak, Swap, Verdict, fmt_rate, same_rate,
+    CACHE_BASELINE, CacheOn, CacheRun, ColdStartRow, ContextSwitches, HotReload, LadderMemory,
+    LiteLlmInfo, Memory, Profile, Report, SectionError, Settings, Soak, Swap, Verdict, fmt_rate,
+    same_rate,
 };
 use crate::servers::{
     self, FIXED_MODEL, GatewayConfig, GatewayProc, LiteLlm, LiteLlmSettings, MockServer, Setup,
@@ -1035,7 +1036,9 @@ async fn profile(
         Duration::from_secs(seconds),
         ctx.limits,
     );
+    let switches_before = procs::context_switches(gateway.pid());
     let raw = load::run(workload, schedule, Watch::default()).await;
+    let switches_after = procs::context_switches(gateway.pid());
     let status = perf.wait_exit(Duration::from_secs(30)).await;
     if !status.is_some_and(|s| s.success()) {
         bail!(
@@ -1091,6 +1094,13 @@ async fn profile(
         by_dso: by_dso.into_iter().filter(|d| d.0 >= 0.5).collect(),
         buckets,
         top_symbols,
+        switches: (ok > 0).then(|| ContextSwitches {
+            voluntary_per_request: switches_after.0.saturating_sub(switches_before.0) as f64
+                / ok as f64,
+            involuntary_per_request: switches_after.1.saturating_sub(switches_before.1) as f64
+                / ok as f64,
+            threads: switches_after.2,
+        }),
     })
 }
 
@@ -1496,8 +1506,15 @@ fn profile_summary(report: &Report, missed: bool) -> String {
         .take(4)
         .map(|(share, part)| format!("{part} {share:.0}%"))
         .collect();
+    let switches = profile.switches.as_ref().map_or(String::new(), |c| {
+        format!(
+            "; {:.1} context switches per request ({:.1} of them preemptions)",
+            c.voluntary_per_request + c.involuntary_per_request,
+            c.involuntary_per_request
+        )
+    });
     format!(
-        ". The profile at {}/s (see \"Where the gateway spends its CPU\"): {}",
+        ". The profile at {}/s (see \"Where the gateway spends its CPU\"): {}{switches}",
         fmt_rate(profile.rate),
         parts.join(", ")
     )

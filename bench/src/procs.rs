@@ -294,6 +294,32 @@ pub fn hwm_kib(pid: i32) -> Option<u64> {
     status_field(pid, "VmHWM:")
 }
 
+/// Context switches of a process's live threads: (voluntary, involuntary, threads). A
+/// voluntary switch is a thread waiting for work or I/O; an involuntary one, a thread
+/// preempted while it had work.
+pub fn context_switches(pid: i32) -> (u64, u64, usize) {
+    let mut totals = (0, 0, 0);
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return totals;
+    };
+    for task in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        totals.0 += field("voluntary_ctxt_switches:");
+        totals.1 += field("nonvoluntary_ctxt_switches:");
+        totals.2 += 1;
+    }
+    totals
+}
+
 fn status_field(pid: i32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status

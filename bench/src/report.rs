@@ -197,6 +197,17 @@ pub struct Profile {
     pub buckets: Vec<(f64, String)>,
     /// (percent of samples, shared object and symbol)
     pub top_symbols: Vec<(f64, String)>,
+    /// The gateway's context switches during the profile (absent from older reports).
+    #[serde(default)]
+    pub switches: Option<ContextSwitches>,
+}
+
+/// A process's context switches per successful request over a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContextSwitches {
+    pub voluntary_per_request: f64,
+    pub involuntary_per_request: f64,
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1051,6 +1062,16 @@ impl Report {
                 p.seconds,
                 p.samples_note
             );
+            if let Some(c) = &p.switches {
+                let _ = writeln!(
+                    md,
+                    "Context switches of the gateway's {} threads, per request: {:.2} voluntary \
+                     (a thread goes to sleep waiting for work or I/O, and is woken for the next \
+                     event) and {:.2} involuntary (a thread preempted while it had work, by the \
+                     load generator, the mock or another thread).\n",
+                    c.threads, c.voluntary_per_request, c.involuntary_per_request
+                );
+            }
             if !p.by_dso.is_empty() {
                 let _ = writeln!(
                     md,
