@@ -63,6 +63,10 @@ struct Ctx {
     mock: MockServer,
     limits: Limits,
     report: Report,
+    /// Process groups of other servers running beside the one measured (LiteLLM during the
+    /// sweep): a run starts only once they are quiet too, so one server's leftover work (a
+    /// saturated LiteLLM still answering its backlog) is not measured against the next.
+    bystanders: Vec<i32>,
 }
 
 impl Ctx {
@@ -129,6 +133,7 @@ impl Ctx {
         progress!("{}", describe(&result));
         let mut quiet: Vec<i32> = server.into_iter().collect();
         quiet.push(self.mock.proc.pid);
+        quiet.extend(self.bystanders.iter().filter(|&&pid| Some(pid) != server));
         settle(&quiet).await;
         self.report.runs.push(result.clone());
         Ok(result)
@@ -294,6 +299,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<()> {
             max_inflight: 1,
         },
         report,
+        bystanders: Vec::new(),
     };
     ctx.limits = Limits {
         request_timeout: Duration::from_secs_f64(ctx.args.request_timeout),
@@ -554,6 +560,15 @@ async fn sweep(
         Some(version) => start_litellm(ctx, version, litellm_settings).await,
         None => None,
     };
+    ctx.bystanders = litellm.iter().map(|l| l.proc.pid).collect();
+    settle(&ctx.bystanders).await;
+    let result = sweep_modes(ctx, litellm.as_ref()).await;
+    ctx.bystanders.clear();
+    result
+}
+
+/// The sweep's non-streaming then streaming ladders, with LiteLLM (when it runs) beside them.
+async fn sweep_modes(ctx: &mut Ctx, litellm: Option<&LiteLlm>) -> anyhow::Result<()> {
     // Non-streaming first, then streaming, each on a fresh gateway: memory a gateway takes
     // while overloaded is not handed back, and would otherwise show in every later run.
     for stream in [false, true] {
@@ -579,7 +594,7 @@ async fn sweep(
             smoke(&gateway.chat_url(), &ALL_KINDS).await?;
         }
         let first_run = ctx.report.runs.len();
-        ladder(ctx, &gateway, litellm.as_ref(), stream).await?;
+        ladder(ctx, &gateway, litellm, stream).await?;
         if !stream {
             let fixed = Endpoint {
                 target: "gateway-fixed",
@@ -594,7 +609,7 @@ async fn sweep(
                 pid: Some(gateway.pid()),
             };
             refine(ctx, &auto, &[&fixed]).await?;
-            if let Some(l) = &litellm {
+            if let Some(l) = litellm {
                 let ll = Endpoint {
                     target: "litellm",
                     url: l.chat_url(),

@@ -3,8 +3,7 @@
 
 use super::GatewayError;
 use crate::config::ModelConfig;
-use crate::plugins::bindings::adapter;
-use crate::plugins::bindings::adapter::{AdapterInfo, ProviderContext};
+use crate::plugins::bindings::adapter::{self, AdapterInfo, ProviderContext};
 use crate::plugins::bindings::types::{
     CompletionRequest, HttpRequest, HttpResponse, ProviderError,
 };
