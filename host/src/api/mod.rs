@@ -309,20 +309,18 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
 
 /// Header values must be visible ASCII; anything else is replaced rather than dropped.
 fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    const LONGEST: usize = 512;
-    let printable = |c: char| c.is_ascii_graphic() || c == ' ';
-    // Nearly every value is short and printable already: no copy to clean it.
-    let value = if value.len() <= LONGEST && value.chars().all(printable) {
-        HeaderValue::from_str(value)
-    } else {
-        let clean: String = value
-            .chars()
-            .map(|c| if printable(c) { c } else { '?' })
-            .take(LONGEST)
-            .collect();
-        HeaderValue::from_str(&clean)
-    };
-    if let Ok(value) = value {
+    let clean: String = value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(512)
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&clean) {
         headers.insert(HeaderName::from_static(name), value);
     }
 }

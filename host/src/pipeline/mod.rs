@@ -30,7 +30,7 @@ use crate::plugins::bindings::types::{
     ResponseFormat, Role,
 };
 use crate::plugins::{
-    CallLimits, ComponentKind, ComponentSet, KeepFor, PluginFault, Registry, ReloadOutcome,
+    CallLimits, ComponentKind, ComponentSet, PluginFault, Registry, ReloadOutcome,
 };
 use crate::providers::{Credentials, TransportError, UpstreamClient, read_response};
 use crate::ratelimit::RateLimits;
@@ -891,10 +891,9 @@ impl Gateway {
             None if key.is_none() => info.default_base_url.clone(),
             None => return Err(gone(key_without_base_url(&model.provider))),
         };
-        let session = adapter.adapter_session(self.registry.runtime(), KeepFor::Exchange);
         Ok(Attempt {
             model: model.clone(),
-            session,
+            adapter,
             runtime: self.registry.runtime().clone(),
             limits,
             ctx: ProviderContext {
@@ -918,7 +917,7 @@ impl Gateway {
         request: &CompletionRequest,
         limits: CallLimits,
     ) -> Result<(Attempt, reqwest::Response), GatewayError> {
-        let mut attempt = self.prepare_attempt(state, components, model, limits)?;
+        let attempt = self.prepare_attempt(state, components, model, limits)?;
         let http_request = attempt.build_request(request)?;
         let response = self
             .upstream
@@ -975,14 +974,17 @@ impl Gateway {
         request: &CompletionRequest,
         limits: CallLimits,
     ) -> Result<CompletionResponse, GatewayError> {
-        let (mut attempt, response) = self
+        let (attempt, response) = self
             .open_attempt(state, components, model, request, limits)
             .await?;
         let response = read_response(response)
             .await
             .map_err(|e| attempt.upstream_error(transport_error(e)))?;
         attempt
-            .call(|guest, store, ctx| guest.call_parse_response(store, ctx, &response))
+            .adapter
+            .call_adapter(&attempt.runtime, limits, |guest, store| {
+                guest.call_parse_response(store, &attempt.ctx, &response)
+            })
             .map_err(|f| attempt.plugin_error(f))?
             .map_err(|e| attempt.upstream_error(e))
     }

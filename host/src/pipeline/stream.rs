@@ -16,7 +16,8 @@ use crate::plugins::bindings::adapter::StreamOutcome;
 use crate::plugins::bindings::types::{
     CompletionRequest, ErrorClass, FinishReason, ProviderError, StreamDelta, ToolCallDelta, Usage,
 };
-use crate::plugins::{CallLimits, ComponentSet, KeepFor};
+use crate::plugins::component::AdapterSession;
+use crate::plugins::{CallLimits, ComponentSet};
 use crate::providers::sse::EventParser;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -155,16 +156,14 @@ impl Gateway {
         // A stream must start, and keep flowing, within the first-byte timeout; a completion
         // that is not streamed has only the total timeout (reasoning models think long).
         let idle = Duration::from_millis(state.config.gateway.upstream.first_byte_timeout_ms);
-        let (mut attempt, response) = tokio::time::timeout(
+        let (attempt, response) = tokio::time::timeout(
             idle,
             self.open_attempt(state, components, model, request, limits),
         )
         .await
         .map_err(|_| stalled(model, idle))??;
-        // The instance that built the request parses the stream, for as long as streams' share
-        // of the pool has room for it.
-        attempt.session.keep_for(&attempt.runtime, KeepFor::Stream);
         Ok(UpstreamStream {
+            adapter: attempt.adapter.adapter_session(&attempt.runtime),
             idle,
             failed: None,
             parser: EventParser::new(attempt.info.stream_framing),
@@ -314,6 +313,8 @@ fn stalled(model: &ModelConfig, idle: Duration) -> GatewayError {
 /// An open upstream stream, parsed into adapter deltas.
 struct UpstreamStream {
     attempt: Attempt,
+    /// One adapter instance parses all of this stream's events.
+    adapter: AdapterSession,
     /// The longest silence allowed between reads.
     idle: Duration,
     /// An error met after deltas that are still pending: reported once they are delivered.
@@ -331,7 +332,7 @@ impl UpstreamStream {
                 return Some(Ok(delta));
             }
             if self.done {
-                self.attempt.session.close();
+                self.adapter.close();
                 return self.failed.take().map(Err);
             }
             let next = match tokio::time::timeout(self.idle, self.body.next()).await {
@@ -387,9 +388,12 @@ impl UpstreamStream {
         &mut self,
         event: crate::plugins::bindings::adapter::StreamEvent,
     ) -> Result<(), GatewayError> {
-        let attempt = &mut self.attempt;
-        let outcome = attempt
-            .call(|guest, store, ctx| guest.call_parse_stream_event(store, ctx, &event))
+        let attempt = &self.attempt;
+        let outcome = self
+            .adapter
+            .call(&attempt.runtime, attempt.limits, |guest, store| {
+                guest.call_parse_stream_event(store, &attempt.ctx, &event)
+            })
             .map_err(|f| attempt.plugin_error(f))?
             .map_err(|e| attempt.upstream_error(e))?;
         match outcome {

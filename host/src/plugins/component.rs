@@ -4,7 +4,7 @@
 use super::bindings::policy::{Policy, PolicyPre};
 use super::bindings::provider::{Provider, ProviderPre};
 use super::bindings::{WIT_PACKAGE, WIT_VERSION, adapter, ranker};
-use super::runtime::{CallLimits, KeepFor, KeptInstance, PluginFault, PluginRuntime, PluginState};
+use super::runtime::{CallLimits, KeptInstance, PluginFault, PluginRuntime, PluginState};
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -88,19 +88,29 @@ impl LoadedComponent {
         }
     }
 
-    /// A sandbox for the adapter calls of one request attempt (building its request, then
-    /// parsing its response or each event of its stream): the first call instantiates the
-    /// adapter and later ones reuse that instance while `purpose`'s share of the pool has room,
-    /// until the session is dropped or a call faults. It must never outlive the request it was
-    /// opened for.
-    pub fn adapter_session(
-        self: &Arc<Self>,
+    /// Calls the adapter in a fresh sandbox. Panics never escape: every failure is a fault.
+    pub fn call_adapter<R>(
+        &self,
         runtime: &PluginRuntime,
-        purpose: KeepFor,
-    ) -> AdapterSession {
+        limits: CallLimits,
+        f: impl FnOnce(&adapter::Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginFault> {
+        let Plugin::Provider { pre, .. } = &self.plugin else {
+            return Err(self.wrong_kind(ComponentKind::Provider));
+        };
+        self.counted(runtime.call(&self.name, limits, |store| {
+            let instance = pre.instantiate(&mut *store)?;
+            f(instance.aigw_plugin_adapter(), store)
+        }))
+    }
+
+    /// A sandbox for the calls of one streamed response: the first call instantiates the
+    /// adapter and later ones reuse that instance, until the session is dropped or a call
+    /// faults. It must never outlive the request it was opened for.
+    pub fn adapter_session(self: &Arc<Self>, runtime: &PluginRuntime) -> AdapterSession {
         AdapterSession {
             component: self.clone(),
-            permit: runtime.keep_instance(purpose),
+            permit: runtime.keep_instance(),
             live: None,
         }
     }
@@ -137,10 +147,10 @@ impl LoadedComponent {
     }
 }
 
-/// One request attempt's adapter instance, reused for each of its calls.
+/// One request's adapter instance, reused for each event of its stream.
 pub struct AdapterSession {
     component: Arc<LoadedComponent>,
-    /// Without it (that share of the pool is in use), every call gets a fresh instance.
+    /// Without it (the pool is busy with other streams), every call gets a fresh instance.
     permit: Option<KeptInstance>,
     live: Option<(Store<PluginState>, Provider)>,
 }
@@ -177,15 +187,6 @@ impl AdapterSession {
             value
         });
         component.counted(result)
-    }
-
-    /// Keeps the instance for a new purpose (a request that turned out to be a stream), or
-    /// gives it back when that purpose's share of the pool is full.
-    pub fn keep_for(&mut self, runtime: &PluginRuntime, purpose: KeepFor) {
-        self.permit = runtime.keep_instance(purpose);
-        if self.permit.is_none() {
-            self.live = None;
-        }
     }
 
     /// Gives the instance back to the pool before the session is dropped.
@@ -352,66 +353,4 @@ fn smoke_test_request() -> (ranker::RequestFeatures, Vec<ranker::Candidate>) {
             candidate("smoke-b", 0.1, 0.6),
         ],
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn openai_adapter(runtime: &PluginRuntime) -> Arc<LoadedComponent> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/openai.wasm");
-        let limits = CallLimits {
-            timeout: Duration::from_secs(5),
-            memory_bytes: 64 << 20,
-        };
-        Arc::new(
-            load(runtime, &path, Some(ComponentKind::Provider), limits)
-                .expect("plugins/dist/openai.wasm loads (run .ci/setup --test)"),
-        )
-    }
-
-    #[test]
-    fn a_session_reuses_its_instance_while_its_share_of_the_pool_has_room() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = PluginRuntime::new(dir.path().to_path_buf()).unwrap();
-        let adapter = openai_adapter(&runtime);
-        let limits = CallLimits {
-            timeout: Duration::from_secs(5),
-            memory_bytes: 64 << 20,
-        };
-        let describe = |session: &mut AdapterSession| {
-            session
-                .call(&runtime, limits, |guest, store| guest.call_describe(store))
-                .unwrap()
-        };
-
-        let mut sessions: Vec<AdapterSession> = (0..super::super::runtime::KEPT_FOR_EXCHANGES)
-            .map(|_| adapter.adapter_session(&runtime, KeepFor::Exchange))
-            .collect();
-        for session in &mut sessions {
-            describe(session);
-            assert!(
-                session.live.is_some(),
-                "the instance is kept for the next call"
-            );
-        }
-        let mut over = adapter.adapter_session(&runtime, KeepFor::Exchange);
-        describe(&mut over);
-        assert!(over.live.is_none(), "past the share, each call is fresh");
-
-        // A request that turns out to be a stream moves its instance to the streams' share.
-        let mut first = sessions.remove(0);
-        first.keep_for(&runtime, KeepFor::Stream);
-        assert!(
-            first.live.is_some(),
-            "streams have room: the instance stays"
-        );
-        let mut freed = adapter.adapter_session(&runtime, KeepFor::Exchange);
-        describe(&mut freed);
-        assert!(
-            freed.live.is_some(),
-            "the exchange place it left is free again"
-        );
-    }
 }

@@ -7,6 +7,6 @@ pub mod registry;
 pub mod runtime;
 mod wasi_io;
 
-pub use component::{AdapterSession, ComponentKind, LoadedComponent};
+pub use component::{ComponentKind, LoadedComponent};
 pub use registry::{ComponentReport, ComponentSet, Registry, ReloadOutcome};
-pub use runtime::{CallLimits, KeepFor, PluginFault, PluginRuntime};
+pub use runtime::{CallLimits, PluginFault, PluginRuntime};

@@ -1,9 +1,9 @@
 //! The wasmtime engine every plugin runs on, and the sandbox of one plugin call.
 //!
 //! One `Engine` for the process; a fresh `Store` per call (instantiated from a prepared
-//! `InstancePre`), or one per request attempt for its adapter calls (building the upstream
-//! request, then parsing the response or each event of a stream; see [`KeptInstances`]):
-//! instantiating is most of what a short call costs. A store never serves two requests, and one that faulted is never called
+//! `InstancePre`), or per stream for the events of one streamed response (see
+//! [`KeptInstances`]): instantiating is most of what a short call costs, and a stream makes a
+//! call per event. A store never serves two requests, and one that faulted is never called
 //! again, so nothing leaks between requests and a trapped instance is never reused.
 //! Every call runs under an epoch deadline and a memory cap. The WASI context is empty: no
 //! files, no environment, no arguments, no sockets, and stderr is captured so that a guest's
@@ -131,8 +131,7 @@ pub struct PluginRuntime {
     linker: Linker<PluginState>,
     compiled_dir: PathBuf,
     engine_hash: String,
-    kept_for_streams: Arc<KeptInstances>,
-    kept_for_exchanges: Arc<KeptInstances>,
+    kept: Arc<KeptInstances>,
     _epoch: EpochTicker,
 }
 
@@ -169,8 +168,10 @@ impl PluginRuntime {
             linker,
             compiled_dir,
             engine_hash,
-            kept_for_streams: Arc::new(KeptInstances::new(KEPT_FOR_STREAMS)),
-            kept_for_exchanges: Arc::new(KeptInstances::new(KEPT_FOR_EXCHANGES)),
+            kept: Arc::new(KeptInstances {
+                held: AtomicU32::new(0),
+                limit: KEPT_INSTANCES,
+            }),
         })
     }
 
@@ -270,35 +271,16 @@ impl PluginRuntime {
         f(store).map_err(|e| classify_fault(plugin, limits, store.data(), &e))
     }
 
-    /// A permit to keep an instance alive across calls, while `purpose`'s share of the pool
-    /// has room for it.
-    pub fn keep_instance(&self, purpose: KeepFor) -> Option<KeptInstance> {
-        match purpose {
-            KeepFor::Stream => self.kept_for_streams.acquire(),
-            KeepFor::Exchange => self.kept_for_exchanges.acquire(),
-        }
+    /// A permit to keep an instance alive across calls, while the pool has room for it.
+    pub fn keep_instance(&self) -> Option<KeptInstance> {
+        self.kept.acquire()
     }
-}
-
-/// Why an adapter instance outlives one call; each purpose has its own share of the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeepFor {
-    /// Building a request and parsing its one response: saves an instantiation, and is held
-    /// only while the upstream answers.
-    Exchange,
-    /// Every event of a streamed response, for as long as the stream lasts.
-    Stream,
 }
 
 /// How many instances streams may keep at once: the rest of the pool stays for per-call
 /// instances, so a burst of long streams never starves ordinary calls; streams beyond this
-/// instantiate per event.
-const KEPT_FOR_STREAMS: u32 = POOL_INSTANCES * 3 / 4;
-/// How many instances non-streamed requests may keep while their upstream answers. A freed
-/// slot keeps its dirty pages resident for the next instance, so this bounds how many slots a
-/// burst of slow requests leaves dirty. Saving the instantiation matters when the gateway, not
-/// the upstream, is the bottleneck, and then few requests are waiting at once.
-pub(crate) const KEPT_FOR_EXCHANGES: u32 = 64;
+/// instantiate per event, as every call used to.
+const KEPT_INSTANCES: u32 = POOL_INSTANCES * 3 / 4;
 
 /// Counts the instances kept across calls (one per open stream).
 pub struct KeptInstances {
@@ -307,13 +289,6 @@ pub struct KeptInstances {
 }
 
 impl KeptInstances {
-    fn new(limit: u32) -> Self {
-        KeptInstances {
-            held: AtomicU32::new(0),
-            limit,
-        }
-    }
-
     fn acquire(self: &Arc<Self>) -> Option<KeptInstance> {
         self.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
@@ -355,8 +330,8 @@ const RESET_FIRST_BYTES: usize = 256 * 1024;
 /// slot reused for the same component keeps its copy-on-write image and is only reset, not
 /// rebuilt.
 fn pooled_instances() -> wasmtime::PoolingAllocationConfig {
-    // A thread runs one plugin call at a time, and each open stream or waiting request keeps one
-    // instance (up to `KEPT_FOR_STREAMS` plus `KEPT_FOR_EXCHANGES`); this is still small enough to reserve (each memory slot reserves
+    // A thread runs one plugin call at a time, and each open stream keeps one instance (up to
+    // `KEPT_INSTANCES`); this is still small enough to reserve (each memory slot reserves
     // 4 GiB of address space, not memory: 8 TiB of the 128 TiB a process can map).
     const INSTANCES: u32 = POOL_INSTANCES;
     let mut pool = wasmtime::PoolingAllocationConfig::default();
@@ -475,8 +450,11 @@ mod tests {
     }
 
     #[test]
-    fn instances_are_kept_only_while_their_share_of_the_pool_has_room() {
-        let kept = Arc::new(KeptInstances::new(2));
+    fn streams_keep_instances_only_while_the_pool_has_room() {
+        let kept = Arc::new(KeptInstances {
+            held: AtomicU32::new(0),
+            limit: 2,
+        });
         let first = kept.acquire().expect("room for the first");
         let _second = kept.acquire().expect("room for the second");
         assert!(kept.acquire().is_none(), "the limit is enforced");
