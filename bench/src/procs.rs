@@ -306,13 +306,7 @@ pub fn context_switches(pid: i32) -> (u64, u64, usize) {
         let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
             continue;
         };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
+        let field = |name| status_value(&status, name).unwrap_or(0);
         totals.0 += field("voluntary_ctxt_switches:");
         totals.1 += field("nonvoluntary_ctxt_switches:");
         totals.2 += 1;
@@ -322,6 +316,11 @@ pub fn context_switches(pid: i32) -> (u64, u64, usize) {
 
 fn status_field(pid: i32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_value(&status, field)
+}
+
+/// A number from `/proc/.../status` text (`VmRSS:  1234 kB`, `voluntary_ctxt_switches: 5`).
+fn status_value(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))
