@@ -96,6 +96,11 @@ pub struct RunArgs {
     /// The rate the overhead target is judged at.
     #[arg(long, default_value_t = 2000.0)]
     pub target_rate: f64,
+    /// More side-by-side pairs (direct, then the gateway with `model: "auto"`, non-streaming)
+    /// at the target rate after the sweep's own: the added-latency target is judged on the
+    /// median pair, as one 10 s run's p99 is set by its few slowest moments.
+    #[arg(long, default_value_t = 4)]
+    pub target_repeats: usize,
     /// A run is saturated when its p99 exceeds this (ms, plus the mock's delay), when more
     /// than 1% of requests fail, or when under 95% of the offered rate is served.
     #[arg(long, default_value_t = 100.0)]
@@ -163,6 +168,10 @@ pub struct RunArgs {
     /// Sections to run, comma-separated [default: all].
     #[arg(long, value_delimiter = ',')]
     pub sections: Vec<Section>,
+    /// Also write every sweep run's per-request samples here, one CSV per run, to look into
+    /// where a tail comes from (a stall shows as a cluster in time, queueing as a spread).
+    #[arg(long)]
+    pub samples_dir: Option<PathBuf>,
     /// A one-minute smoke configuration: rates 200,1000 for 3 s, soak 10 s, 2 cold starts.
     #[arg(long)]
     pub quick: bool,
@@ -183,6 +192,7 @@ impl RunArgs {
             self.profile_seconds = 2;
             self.litellm_low_rates = vec![50.0];
             self.target_rate = 1000.0;
+            self.target_repeats = 1;
         }
     }
 

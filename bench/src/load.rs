@@ -173,20 +173,26 @@ pub async fn run(workload: Workload, schedule: Schedule, watch: Watch) -> RawRun
     });
     let stop_sampling = Arc::new(AtomicBool::new(false));
 
-    // RSS sampler.
+    // The watched groups' processes, found once: finding them reads every process's
+    // `/proc/<pid>/stat`, long enough to delay the responses this run is timing.
+    let server_pids = watch.server.map(procs::group_pids);
+    let mock_pids = watch.mock.map(procs::group_pids);
+
+    // RSS sampler, on its own thread so that its reads never hold up the runtime's workers.
     let rss_task = {
         let stop = stop_sampling.clone();
-        tokio::spawn(async move {
+        let pids = server_pids.clone();
+        tokio::task::spawn_blocking(move || {
             let mut series = Vec::new();
-            let (Some(pgid), Some(every)) = (watch.server, watch.rss_every) else {
+            let (Some(pids), Some(every)) = (pids, watch.rss_every) else {
                 return series;
             };
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                tick.tick().await;
                 let t = schedule.start.elapsed().as_secs_f64();
-                series.push((t, procs::group_rss_kib(pgid)));
+                series.push((t, procs::rss_kib_of(&pids)));
+                next += every;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
             series
         })
@@ -195,8 +201,8 @@ pub async fn run(workload: Workload, schedule: Schedule, watch: Watch) -> RawRun
     let cpu_task = tokio::spawn(async move {
         let read = || {
             (
-                watch.server.map(procs::group_cpu_seconds),
-                watch.mock.map(procs::group_cpu_seconds),
+                server_pids.as_deref().map(procs::cpu_seconds),
+                mock_pids.as_deref().map(procs::cpu_seconds),
                 procs::self_cpu_seconds(),
             )
         };
@@ -389,6 +395,30 @@ pub struct Saturation {
     pub max_p99_ms: f64,
     pub min_success: f64,
     pub min_throughput_ratio: f64,
+}
+
+/// Writes a run's samples as CSV: scheduled time, generator lag, latency and time to first
+/// token (ms), and the outcome; warm-up samples included, marked by `sched_ms`.
+pub fn write_samples(path: &std::path::Path, raw: &RawRun) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut csv = String::from("sched_ms,lag_ms,latency_ms,ttft_ms,outcome\n");
+    for s in &raw.samples {
+        let ttft = s.ttft.map(|t| format!("{:.3}", ms(t))).unwrap_or_default();
+        let _ = writeln!(
+            csv,
+            "{:.3},{:.3},{:.3},{ttft},{}",
+            ms(s.sched),
+            ms(s.lag),
+            ms(s.latency),
+            s.outcome.label()
+        );
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, csv)?;
+    Ok(())
 }
 
 pub fn summarize(target: &str, stream: bool, raw: &RawRun, saturation: Saturation) -> RunResult {

@@ -341,18 +341,25 @@ fn stat_fields(pid: &str) -> Option<(i32, u64)> {
 
 /// CPU seconds (user + system) used so far by every live process in group `pgid`.
 pub fn group_cpu_seconds(pgid: i32) -> f64 {
-    let ticks: u64 = group_pids(pgid)
+    cpu_seconds(&group_pids(pgid))
+}
+
+/// CPU seconds used so far by the processes `pids` (those still alive).
+pub fn cpu_seconds(pids: &[i32]) -> f64 {
+    let ticks: u64 = pids
         .iter()
         .filter_map(|pid| stat_fields(&pid.to_string()).map(|s| s.1))
         .sum();
     ticks as f64 / clock_ticks()
 }
 
-/// RSS of every live process in group `pgid`, in KiB.
-pub fn group_rss_kib(pgid: i32) -> u64 {
-    group_pids(pgid).iter().filter_map(|&p| rss_kib(p)).sum()
+/// RSS of the processes `pids` (those still alive), in KiB.
+pub fn rss_kib_of(pids: &[i32]) -> u64 {
+    pids.iter().filter_map(|&p| rss_kib(p)).sum()
 }
 
+/// The processes of group `pgid`. This reads every process's `/proc/<pid>/stat`, a millisecond or
+/// more of work: resolve a group once per run, not per sample.
 pub fn group_pids(pgid: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return vec![pgid];
