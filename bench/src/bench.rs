@@ -1076,7 +1076,14 @@ async fn refine(ctx: &mut Ctx, path: &Endpoint, also: &[&Endpoint]) -> anyhow::R
         let (Some(lo), Some(hi)) = (row.highest_sustained_rate, row.first_saturated_rate) else {
             break;
         };
-        let step = if hi <= 200.0 { 5.0 } else { 50.0 };
+        // Fine enough that LiteLLM's limit (hundreds per second) is not a coarse bracket.
+        let step = if hi <= 200.0 {
+            5.0
+        } else if hi <= 1000.0 {
+            10.0
+        } else {
+            50.0
+        };
         let mid = ((lo + hi) / 2.0 / step).round() * step;
         if mid <= lo || mid >= hi {
             break;

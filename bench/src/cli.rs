@@ -91,7 +91,7 @@ pub struct RunArgs {
     pub extend_rates: usize,
     /// Bisection steps that narrow where the gateway (`model: "auto"`) and LiteLLM saturate,
     /// non-streaming, between the last rate each kept up with and the first it did not.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     pub refine_steps: usize,
     /// The rate the overhead target is judged at.
     #[arg(long, default_value_t = 2000.0)]
