@@ -1656,6 +1656,15 @@ pub fn render(args: &crate::cli::RenderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The added p99 the latency target is judged on: the median of the side-by-side pairs when
+/// there are several, else the sweep's single run.
+fn judged_added_p99(pairs: &[TargetPair], single_run: f64) -> f64 {
+    let values: Vec<f64> = pairs.iter().map(|p| p.added_p99_ms).collect();
+    stats::median(&values)
+        .filter(|_| values.len() > 1)
+        .unwrap_or(single_run)
+}
+
 fn verdicts(report: &Report) -> Vec<Verdict> {
     let mut out = Vec::new();
     let rate = report.settings.target_rate;
@@ -1679,9 +1688,7 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
                 let values: Vec<f64> = pairs.iter().map(f).collect();
                 stats::median(&values)
             };
-            let judged = median(|p| p.added_p99_ms)
-                .filter(|_| pairs.len() > 1)
-                .unwrap_or(o.p99_ms);
+            let judged = judged_added_p99(pairs, o.p99_ms);
             let streaming = added(rate, true)
                 .map_or(String::new(), |s| format!("; {:+.2} ms streaming", s.p99_ms));
             let measured = if pairs.len() > 1 {
@@ -1969,6 +1976,28 @@ mod tests {
         assert!(
             bucket("ai-gateway wasmtime::runtime::instance::Instance::new").starts_with("wasmtime")
         );
+    }
+
+    #[test]
+    fn the_latency_target_rests_on_the_median_pair() {
+        let pair = |added_p99_ms: f64| TargetPair {
+            direct_p99_ms: 0.2,
+            gateway_p99_ms: 0.2 + added_p99_ms,
+            added_p50_ms: 0.2,
+            added_p90_ms: 0.3,
+            added_p99_ms,
+            saturated: false,
+        };
+        let one_burst: Vec<TargetPair> = [0.4, 6.0, 0.5, 0.6, 0.5].map(pair).into();
+        assert_eq!(judged_added_p99(&one_burst, 6.0), 0.5);
+        let mostly_slow: Vec<TargetPair> = [1.4, 0.6, 1.5, 1.2, 0.5].map(pair).into();
+        assert_eq!(judged_added_p99(&mostly_slow, 0.6), 1.2);
+        assert_eq!(
+            judged_added_p99(&[pair(0.4)], 0.9),
+            0.9,
+            "one run: the sweep's"
+        );
+        assert_eq!(judged_added_p99(&[], 0.9), 0.9);
     }
 
     #[test]

@@ -565,5 +565,19 @@ mod tests {
         assert_eq!(r.rss_max_mib, Some(2.0));
         assert!(r.saturated, "one failure in 11 is over 1%");
         assert_eq!(r.server_cpu_us_per_req, Some(50_000.0));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.csv");
+        write_samples(&path, &raw).unwrap();
+        let csv = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "sched_ms,lag_ms,latency_ms,ttft_ms,outcome");
+        assert_eq!(
+            lines.len(),
+            1 + raw.samples.len(),
+            "warm-up samples included"
+        );
+        assert_eq!(lines[1], "500.000,0.000,900.000,,ok");
+        assert_eq!(lines[12], "1950.000,0.000,5.000,,http 502");
     }
 }

@@ -522,5 +522,16 @@ mod tests {
         assert!(rss_kib(pid).unwrap() > 0);
         assert!(hwm_kib(pid).unwrap() >= rss_kib(pid).unwrap() / 2);
         assert!(self_cpu_seconds() >= 0.0);
+        // Resolved once, a group's members are read without scanning /proc again.
+        // SAFETY: getpgid(0) asks about this process; it has no preconditions.
+        let group = unsafe { libc::getpgid(0) };
+        let members = group_pids(group);
+        assert!(members.contains(&pid), "{members:?} lacks {pid}");
+        assert!(rss_kib_of(&members) >= rss_kib(pid).unwrap());
+        assert!(
+            rss_kib_of(&[i32::MAX]) == 0,
+            "a process that is gone counts nothing"
+        );
+        assert!(cpu_seconds(&members) >= 0.0);
     }
 }
