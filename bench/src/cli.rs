@@ -168,8 +168,9 @@ pub struct RunArgs {
     /// Sections to run, comma-separated [default: all].
     #[arg(long, value_delimiter = ',')]
     pub sections: Vec<Section>,
-    /// Also write every sweep run's per-request samples here, one CSV per run, to look into
-    /// where a tail comes from (a stall shows as a cluster in time, queueing as a spread).
+    /// Also write the per-request samples of every rate run (sweep, target pairs, cache on)
+    /// here, one CSV per run, to look into where a tail comes from (a stall shows as a cluster
+    /// in time, queueing as a spread).
     #[arg(long)]
     pub samples_dir: Option<PathBuf>,
     /// A one-minute smoke configuration: rates 200,1000 for 3 s, soak 10 s, 2 cold starts.

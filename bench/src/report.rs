@@ -525,11 +525,13 @@ impl Report {
                 "The added-latency target is judged on the median of {} side-by-side pairs at \
                  {}/s (direct to the mock, then through the gateway with `model: \"auto\"`, \
                  non-streaming, on one gateway process): the sweep's own pair, then repeats. A \
-                 run's p99 is its slowest 1%, 200 requests of a 10 s run, which a few \
+                 run's p99 is its slowest 1%, {:.0} requests of a {} s run, which a few \
                  milliseconds of other work on this shared machine can fill; the median pair is \
                  what repeats.\n",
                 self.target_pairs.len(),
                 fmt_rate(self.settings.target_rate),
+                self.settings.target_rate * self.settings.duration_s / 100.0,
+                self.settings.duration_s,
             );
             let _ = writeln!(
                 md,
@@ -1189,16 +1191,23 @@ fn md_method(md: &mut String, s: &Settings) {
          `data: [DONE]`.",
         s.warmup_s, s.request_timeout_s, s.max_inflight
     );
+    let repeats = if s.target_repeats > 0 {
+        format!(
+            " The added-latency target is judged on the median of {} side-by-side pairs \
+             (direct, then gateway `auto`, non-streaming) at {}/s: the sweep's own pair and {} \
+             repeats on the same gateway.",
+            s.target_repeats + 1,
+            fmt_rate(s.target_rate),
+            s.target_repeats,
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         md,
         "- **Added latency**: for each rate and mode, the direct-to-mock run is the baseline; \
          added pN = gateway pN − direct pN. Percentiles are nearest-rank over the successful \
-         requests of the measured window. The added-latency target is judged on the median \
-         of {} side-by-side pairs (direct, then gateway `auto`, non-streaming) at {}/s: the \
-         sweep's own pair and {} repeats on the same gateway.",
-        s.target_repeats + 1,
-        fmt_rate(s.target_rate),
-        s.target_repeats,
+         requests of the measured window.{repeats}"
     );
     let _ = writeln!(
         md,
